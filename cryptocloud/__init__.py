@@ -1,0 +1,1 @@
+"""cryptocloud: cryptographic computing as a cloud service."""
