@@ -1,0 +1,76 @@
+"""States and transitions of every resource, declared as data.
+
+Each table maps ``(state, event) -> new state``.  Code never assigns a state
+directly: it asks the table whether an event is allowed from the current
+state and which state follows, and writes that with a conditional UPDATE
+that names the states the event may start from.
+"""
+
+import dataclasses
+
+from cryptocloud.common import exception
+
+
+@dataclasses.dataclass(frozen=True)
+class StateMachine:
+    """A small finite state machine: transitions plus a name for errors."""
+
+    name: str
+    transitions: dict[tuple[str, str], str]
+
+    def next_state(self, state: str, event: str, *, resource_id: str = '',
+                   ) -> str:
+        """Return the state that follows ``event``; raise when not allowed."""
+        try:
+            return self.transitions[(state, event)]
+        except KeyError:
+            raise exception.InvalidKeyState(
+                key_id=resource_id, state=state, action=event) from None
+
+    def allows(self, state: str, event: str) -> bool:
+        return (state, event) in self.transitions
+
+    def sources(self, event: str) -> frozenset[str]:
+        """States from which ``event`` is allowed (for conditional updates)."""
+        return frozenset(s for (s, e) in self.transitions if e == event)
+
+    @property
+    def states(self) -> frozenset[str]:
+        return frozenset(s for pair in self.transitions for s in
+                         (pair[0], self.transitions[pair]))
+
+
+# Tenant keys (held in the vHSM keystore).
+ENABLED = 'ENABLED'
+DISABLED = 'DISABLED'
+PENDING_DELETION = 'PENDING_DELETION'
+DELETED = 'DELETED'  # the row is gone; used only as a transition target
+
+# Events on keys.  USE covers every cryptographic operation; DECRYPT also
+# covers verify and rewrap's first half, which stay possible while a key is
+# enabled only (a disabled key does nothing, as in other KMSs).
+USE = 'use'
+ROTATE = 'rotate'
+CONFIGURE = 'configure'
+ENABLE = 'enable'
+DISABLE = 'disable'
+SCHEDULE_DELETION = 'schedule_deletion'
+CANCEL_DELETION = 'cancel_deletion'
+PURGE = 'purge'
+
+KEY_MACHINE = StateMachine('key', {
+    (ENABLED, USE): ENABLED,
+    (ENABLED, ROTATE): ENABLED,
+    (ENABLED, CONFIGURE): ENABLED,
+    (DISABLED, CONFIGURE): DISABLED,
+    (ENABLED, ENABLE): ENABLED,
+    (DISABLED, ENABLE): ENABLED,
+    (ENABLED, DISABLE): DISABLED,
+    (DISABLED, DISABLE): DISABLED,
+    (ENABLED, SCHEDULE_DELETION): PENDING_DELETION,
+    (DISABLED, SCHEDULE_DELETION): PENDING_DELETION,
+    (PENDING_DELETION, CANCEL_DELETION): DISABLED,
+    (PENDING_DELETION, PURGE): DELETED,
+})
+
+KEY_STATES = (ENABLED, DISABLED, PENDING_DELETION)
