@@ -1,0 +1,1 @@
+"""The vHSM keystore: the SQL database shared by one vHSM group."""
