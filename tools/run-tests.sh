@@ -6,21 +6,8 @@
 #   bash tools/run-tests.sh              # everything
 #   bash tools/run-tests.sh REGEX        # only tests whose id matches REGEX
 set -euo pipefail
-TOP=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/setup-env.sh"
 cd "$TOP"
-VENV=${CRYPTOCLOUD_VENV:-$TOP/.venv}
-PYTHON=${PYTHON:-python3}
-
-log() { printf '\n== %s\n' "$*"; }
-
-# -- system packages ---------------------------------------------------------
-missing=()
-command -v openssl >/dev/null || missing+=(openssl)
-command -v git >/dev/null || missing+=(git)
-if [ ${#missing[@]} -gt 0 ]; then
-    log "Installing ${missing[*]}"
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
-fi
 
 # -- database servers the functional tests use -------------------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -38,17 +25,6 @@ if ! port_open 5432; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
     wait_port 5432
 fi
-
-# -- Python environment ------------------------------------------------------
-if [ ! -x "$VENV/bin/python" ]; then
-    log "Creating $VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-log "Installing Python packages"
-"$VENV/bin/pip" install -q -r requirements.txt -r test-requirements.txt 2>&1 \
-    | grep -v '^WARNING: Location' || true
-"$VENV/bin/pip" install -q --no-deps -e . 2>&1 \
-    | grep -v '^WARNING: Location' || true
 
 # -- the suite ---------------------------------------------------------------
 log "Running the test suite"
