@@ -148,7 +148,7 @@ class Engine:
             argcheck.get(args, 'exportable', bool, default=False))
 
     def key_list(self, project: str, args: dict) -> dict:
-        return {'keys': self.keys.list(
+        return {'keys': self.keys.list_keys(
             project,
             argcheck.get_int(args, 'limit', default=100, minimum=1,
                              maximum=1000),

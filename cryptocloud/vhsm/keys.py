@@ -173,7 +173,7 @@ class KeyManager:
                  spec.name, purpose, project)
         return key_to_dict(rec)
 
-    def list(self, project: str, limit: int, marker: str | None,
+    def list_keys(self, project: str, limit: int, marker: str | None,
              state: str | None) -> list[dict]:
         records = self._keystore.list_keys(self._group_id, project,
                                            limit=limit, marker=marker,
