@@ -238,15 +238,17 @@ def server_handshake(conn: FramedSocket, secret: bytes, *, group_id: str,
     conn.send({'v': PROTOCOL_VERSION, 'challenge': challenge,
                'group': group_id, 'member': member_id})
     answer = conn.recv(deadline)
-    if answer.get('v') != PROTOCOL_VERSION:
+    version = answer.get('v')
+    if isinstance(version, int) and version != PROTOCOL_VERSION:
         error = exception.InvalidInput(
-            reason='unsupported protocol version %r; this vHSM speaks %d'
-                   % (answer.get('v'), PROTOCOL_VERSION)).to_dict()
+            reason='unsupported protocol version %d; this vHSM speaks %d'
+                   % (version, PROTOCOL_VERSION)).to_dict()
         _send_quietly(conn, {'ok': False, 'error': error})
         raise AuthenticationFailed('unsupported protocol version', error)
     nonce = answer.get('nonce')
     response = answer.get('response')
-    if (_is_bytes(nonce, NONCE_BYTES) and _is_bytes(response, 32)
+    if (version == PROTOCOL_VERSION and _is_bytes(nonce, NONCE_BYTES)
+            and _is_bytes(response, 32)
             and hmac.compare_digest(
                 response, _mac(secret, CLIENT_LABEL, challenge, nonce))):
         conn.send({'ok': True,
