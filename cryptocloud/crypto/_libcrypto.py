@@ -64,6 +64,8 @@ _PROTOTYPES: dict[str, tuple] = {
     'EVP_PKEY_CTX_free': (None, [_c_void_p]),
     'EVP_PKEY_CTX_set1_id': (_c_int, [_c_void_p, _c_char_p, _c_int]),
     'EVP_PKEY_keygen_init': (_c_int, [_c_void_p]),
+    'EVP_PKEY_check': (_c_int, [_c_void_p]),
+    'EVP_PKEY_public_check': (_c_int, [_c_void_p]),
     'EVP_PKEY_generate': (_c_int, [_c_void_p, ctypes.POINTER(_c_void_p)]),
     'EVP_PKEY_sign_init': (_c_int, [_c_void_p]),
     'EVP_PKEY_sign': (_c_int, [_c_void_p, _c_buf, ctypes.POINTER(_c_size_t),
@@ -447,6 +449,23 @@ def _encode(key: PKey, selection: int, output_type: bytes,
         lib.OSSL_ENCODER_CTX_free(ctx)
 
 
+def _consistent(lib, key: PKey, selection: int) -> bool:
+    """Check the point is on the curve and, for a key pair, that d*G = P.
+
+    The decoder accepts a PKCS#8 whose stored public key does not belong to
+    the private scalar; SM2 hashes that public key into Z, so such a key
+    would make signatures nobody can verify.
+    """
+    ctx = _pkey_ctx(lib, key)
+    try:
+        if selection == _SELECT_KEYPAIR:
+            return lib.EVP_PKEY_check(ctx) == 1
+        return lib.EVP_PKEY_public_check(ctx) == 1
+    finally:
+        lib.ERR_clear_error()
+        lib.EVP_PKEY_CTX_free(ctx)
+
+
 def _decode(data: bytes, input_type: bytes, structure: bytes,
             selection: int) -> PKey:
     """Decode a key, insisting on type SM2 so SM2 operations apply."""
@@ -472,7 +491,9 @@ def _decode(data: bytes, input_type: bytes, structure: bytes,
                 reason='the data is not an SM2 key in the expected format')
         key = PKey(out.value)
         out.value = None
-        if left.value != 0 or lib.EVP_PKEY_is_a(key.ptr, SM2_KEY_TYPE) != 1:
+        if (left.value != 0
+                or lib.EVP_PKEY_is_a(key.ptr, SM2_KEY_TYPE) != 1
+                or not _consistent(lib, key, selection)):
             key.free()
             raise exception.InvalidInput(
                 reason='the data is not an SM2 key in the expected format')
