@@ -14,7 +14,7 @@ from cryptocloud.tests.unit.cryptoservice import fakes
 
 PROJECT = 'project-a'
 MAX_BODY = 64 * 1024
-BATCH_MAX = 8
+BATCH_MAX = 16
 
 
 class Response:
