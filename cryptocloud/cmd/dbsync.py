@@ -10,9 +10,11 @@ connection`` for the keystore schema.
 
 import sys
 
+import sqlalchemy as sa
 from alembic import util as alembic_util
 from oslo_config import cfg
 from oslo_db import exception as db_exc
+from oslo_log import log as logging
 
 from cryptocloud.common import exception
 from cryptocloud.common import service
@@ -96,6 +98,10 @@ command_opt = cfg.SubCommandOpt('command', title='Commands',
 def main(argv: list[str] | None = None) -> int:
     """Run one dbsync sub-command; 1 with a message on failure."""
     CONF.register_cli_opt(command_opt)
+    # Logs (alembic's progress among them) go to stderr so that stdout
+    # carries only the result, e.g. the bare revision of "version".
+    logging.register_options(CONF)
+    CONF.set_default('use_stderr', True)
     service.prepare_service(argv, prog=PROG)
     schema = CONF.command.schema
     try:
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print('%s: cannot connect to the %s database at %s: %s'
               % (PROG, schema, engines.safe_url(_url(schema)),
                  _first_line(exc)), file=sys.stderr)
-    except db_exc.DBError as exc:
+    except (db_exc.DBError, sa.exc.SQLAlchemyError) as exc:
         print('%s: %s database error: %s' % (PROG, schema, _first_line(exc)),
               file=sys.stderr)
     except alembic_util.CommandError as exc:
