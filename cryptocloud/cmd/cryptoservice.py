@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         LOG.info('Stopping the crypto service.')
         server.stop()
         client.close()
+        LOG.info('Crypto service stopped.')
     return 0
 
 

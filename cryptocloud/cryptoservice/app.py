@@ -573,25 +573,15 @@ _KNOWN_METHODS = frozenset(('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD',
 
 
 def _ping_state(answer) -> dict:
-    """Normalise one ``ping_all`` value to {"status": "up"|"down", ...}."""
-    if isinstance(answer, BaseException):
-        return {'status': 'down', 'error': type(answer).__name__}
-    if isinstance(answer, dict):
-        if answer.get('ok') is False or 'error' in answer:
-            error = answer.get('error')
-            if isinstance(error, dict):
-                error = error.get('type') or error.get('message')
-            return {'status': 'down', 'error': str(error)[:200]}
-        state = {'status': 'up'}
-        for name in ('group_id', 'member_id'):
-            if isinstance(answer.get(name), str):
-                state[name] = answer[name]
-        result = answer.get('result')
-        if isinstance(result, dict):
-            for name in ('group_id', 'member_id'):
-                if isinstance(result.get(name), str):
-                    state[name] = result[name]
-        return state
+    """Normalise one ``ping_all`` value to {"status": "up"|"down", ...}.
+
+    The client reports ``True`` for an endpoint that answered and a
+    string saying what went wrong otherwise.
+    """
     if answer is True:
         return {'status': 'up'}
+    if isinstance(answer, str):
+        return {'status': 'down', 'error': answer[:200]}
+    if isinstance(answer, BaseException):
+        return {'status': 'down', 'error': type(answer).__name__}
     return {'status': 'down'}

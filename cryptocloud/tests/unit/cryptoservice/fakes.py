@@ -24,8 +24,8 @@ class FakeVHSMClient:
         self.calls = []
         self.unavailable = False
         self.pings = 0
-        self.ping_result = {'127.0.0.1:1': {'group_id': 'g',
-                                            'member_id': 'm1'}}
+        # As the real client: True when it answered, else why not.
+        self.ping_result = {'127.0.0.1:1': True}
         self._lock = threading.Lock()
 
     # -- the client interface ----------------------------------------------

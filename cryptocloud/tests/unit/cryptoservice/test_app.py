@@ -31,11 +31,25 @@ class TestPublicRoutes(base.AppTestCase):
 
     def test_healthz_unavailable(self):
         self.client.ping_result = {
-            '127.0.0.1:1': exception.VHSMUnavailable(reason='down'),
-            '127.0.0.1:2': {'ok': False, 'error': {'type': 'Timeout'}}}
+            '127.0.0.1:1': 'connection refused',
+            '127.0.0.1:2': 'timed out'}
         resp = self.request('GET', '/healthz', token=None)
         self.assertEqual(503, resp.status)
-        self.assertEqual('down', resp.json['vhsms']['127.0.0.1:2']['status'])
+        self.assertEqual({'status': 'down', 'error': 'timed out'},
+                         resp.json['vhsms']['127.0.0.1:2'])
+
+    def test_healthz_one_up_is_enough(self):
+        self.client.ping_result = {'127.0.0.1:1': 'connection refused',
+                                   '127.0.0.1:2': True}
+        resp = self.request('GET', '/healthz', token=None)
+        self.assertEqual(200, resp.status)
+
+    def test_healthz_ping_failure_is_503(self):
+        def broken():
+            raise exception.VHSMUnavailable(reason='x')
+        self.client.ping_all = broken
+        resp = self.request('GET', '/healthz', token=None)
+        self.assertEqual(503, resp.status)
 
     def test_metrics_needs_no_auth(self):
         resp = self.request('GET', '/metrics', token=None)
