@@ -288,9 +288,10 @@ class CryptoServiceApp:
         if methods is None:
             if not path.startswith(KEYS_PREFIX):
                 raise RouteNotFound(path=path[:200])
-            key_id, _, action = path[len(KEYS_PREFIX):].partition('/')
+            key_id, sep, action = path[len(KEYS_PREFIX):].partition('/')
             methods = self.key_routes.get(action)
-            if methods is None or not key_id:
+            # "/v1/keys/<id>/" is not "/v1/keys/<id>".
+            if methods is None or not key_id or (sep and not action):
                 raise RouteNotFound(path=path[:200])
         entry = methods.get(method)
         if entry is None:

@@ -261,6 +261,8 @@ class TestBadInput(base.AppTestCase):
                      '/healthz/', '/v1/hash/'):
             resp = self.request('POST', path, {})
             self.check(resp, 404, path)
+        resp = self.request('GET', '/v1/keys/%s/' % self.key_id)
+        self.check(resp, 404, 'trailing slash')
         resp = self.request('GET', '/v1/keys/not-a-uuid')
         self.check(resp, 404, 'not a uuid')
         self.assertNotSent()
