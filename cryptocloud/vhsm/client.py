@@ -7,7 +7,6 @@ vHSM cannot be reached. See docs/internal-protocol.md for the retry rules.
 """
 
 import itertools
-import select
 import socket
 import ssl
 import threading
@@ -67,7 +66,13 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
 
 
 class VHSMClient:
-    """Thread-safe client of a vHSM group with pooling and failover."""
+    """Thread-safe client of a vHSM group with pooling and failover.
+
+    ``connect_timeout`` bounds the TCP connect, TLS and the handshake
+    together, so a vHSM that accepts but does not answer (stopped, or its
+    backlog full) is left as quickly as one that refuses; ``timeout``
+    bounds each reply.
+    """
 
     def __init__(self, endpoints: list[str], secret: bytes, *,
                  pool_size: int = 16, timeout: float = 10.0,
@@ -144,12 +149,13 @@ class VHSMClient:
         tried: list[_Endpoint] = []
         failures: list[str] = []
         while True:
-            ep, probe = self._pick(tried)
+            ep, probe, conn = self._pick(tried)
             if ep is None:
                 break
             tried.append(ep)
             try:
-                reply = self._attempt(ep, frame, req_id, retry_safe, probe)
+                reply = self._attempt(ep, conn, frame, req_id, retry_safe,
+                                      probe)
             except _Unusable as exc:
                 failures.append('%s: %s' % (ep.name, exc.reason))
                 if exc.sent and not retry_safe:
@@ -179,80 +185,92 @@ class VHSMClient:
         return '; '.join(failures + skipped)
 
     def _pick(self, tried: list[_Endpoint]
-              ) -> tuple[_Endpoint | None, bool]:
+              ) -> tuple[_Endpoint | None, bool,
+                         protocol.FramedSocket | None]:
+        """Choose an endpoint, count the request in and pop an idle conn.
+
+        One lock round for all three: this runs for every request.
+        """
         # Least in flight, round robin among equals. When every endpoint
         # is marked down one caller per endpoint probes it, so a vHSM that
         # came back is found without waiting out retry_after, while the
         # other callers fail fast.
         now = time.monotonic()
         with self._lock:
-            if self._closed:
-                return None, False
             eps = self._endpoints
             n = len(eps)
-            if not n:
-                return None, False
+            if self._closed or not n:
+                return None, False, None
             start = self._rr % n
             self._rr += 1
             best = None
             probe = False
             for i in range(n):
                 ep = eps[(start + i) % n]
-                if ep in tried or ep.down_until > now:
+                if ep.down_until > now or ep in tried:
                     continue
                 if best is None or ep.in_flight < best.in_flight:
                     best = ep
-            if best is None and not tried:
+            if best is None:
+                if tried:
+                    return None, False, None
                 for i in range(n):
                     ep = eps[(start + i) % n]
                     if not ep.probing:
                         ep.probing = probe = True
                         best = ep
                         break
-            if best is not None:
-                best.in_flight += 1
-            return best, probe
+                else:
+                    return None, False, None
+            best.in_flight += 1
+            return best, probe, best.idle.pop() if best.idle else None
 
-    def _attempt(self, ep: _Endpoint, frame: bytes, req_id: int,
-                 retry_safe: bool, probe: bool = False) -> dict:
+    def _attempt(self, ep: _Endpoint, conn: protocol.FramedSocket | None,
+                 frame: bytes, req_id: int, retry_safe: bool,
+                 probe: bool) -> dict:
         try:
-            return self._attempt_unlocked(ep, frame, req_id, retry_safe)
-        except _Unusable as exc:
-            with self._lock:
-                ep.last_error = exc.reason
-                if exc.mark_down:
-                    ep.down_until = time.monotonic() + self._retry_after
-            if exc.mark_down:
-                LOG.warning('vHSM %s marked down for %.1f s: %s',
-                            ep.name, self._retry_after, exc.reason)
-            raise
-        finally:
+            while conn is not None and not _looks_alive(conn):
+                # The vHSM closed it while idle; nothing was sent on it.
+                conn.close()
+                conn = self._pop_idle(ep)
+            if conn is not None:
+                try:
+                    reply = self._exchange(conn, frame, req_id)
+                except _Unusable as exc:
+                    # A pooled connection may be stale (the vHSM restarted
+                    # or closed it): one retry on a fresh connection
+                    # decides whether the endpoint itself is at fault. A
+                    # timeout is no sign of staleness: move on instead.
+                    if exc.timed_out:
+                        raise
+                    if exc.sent and not retry_safe:
+                        exc.mark_down = False
+                        raise
+                else:
+                    self._release(ep, conn, probe)
+                    return reply
+            conn = self._connect(ep)
+            reply = self._exchange(conn, frame, req_id)
+        except BaseException as exc:
+            unusable = isinstance(exc, _Unusable)
             with self._lock:
                 ep.in_flight -= 1
                 if probe:
                     ep.probing = False
+                if unusable:
+                    ep.last_error = exc.reason
+                    if exc.mark_down:
+                        ep.down_until = time.monotonic() + self._retry_after
+            if unusable and exc.mark_down:
+                LOG.warning('vHSM %s marked down for %.1f s: %s',
+                            ep.name, self._retry_after, exc.reason)
+            raise
+        self._release(ep, conn, probe)
+        return reply
 
-    def _attempt_unlocked(self, ep: _Endpoint, frame: bytes, req_id: int,
-                          retry_safe: bool) -> dict:
-        conn = self._checkout(ep)
-        if conn is not None:
-            try:
-                return self._exchange(ep, conn, frame, req_id)
-            except _Unusable as exc:
-                # A pooled connection may be stale (the vHSM restarted or
-                # closed it): one retry on a fresh connection decides
-                # whether the endpoint itself is at fault. A timeout is no
-                # sign of staleness, so it moves on to the next endpoint.
-                if exc.timed_out:
-                    raise
-                if exc.sent and not retry_safe:
-                    exc.mark_down = False
-                    raise
-        conn = self._connect(ep)
-        return self._exchange(ep, conn, frame, req_id)
-
-    def _exchange(self, ep: _Endpoint, conn: protocol.FramedSocket,
-                  frame: bytes, req_id: int) -> dict:
+    @staticmethod
+    def _exchange(conn: protocol.FramedSocket, frame: bytes,
+                  req_id: int) -> dict:
         try:
             conn.send_frame(frame)
         except _TRANSPORT_ERRORS as exc:
@@ -271,22 +289,19 @@ class VHSMClient:
             raise _Unusable('reply to request %r instead of %d'
                             % (reply.get('id'), req_id),
                             sent=True, mark_down=True)
-        self._checkin(ep, conn)
         return reply
 
-    def _checkout(self, ep: _Endpoint) -> protocol.FramedSocket | None:
-        while True:
-            with self._lock:
-                if not ep.idle:
-                    return None
-                conn = ep.idle.pop()
-            if _looks_alive(conn):
-                return conn
-            # The vHSM closed it while idle; nothing was sent on it.
-            conn.close()
-
-    def _checkin(self, ep: _Endpoint, conn: protocol.FramedSocket) -> None:
+    def _pop_idle(self, ep: _Endpoint) -> protocol.FramedSocket | None:
         with self._lock:
+            return ep.idle.pop() if ep.idle else None
+
+    def _release(self, ep: _Endpoint, conn: protocol.FramedSocket,
+                 probe: bool) -> None:
+        # Count the request out and pool the connection in one lock round.
+        with self._lock:
+            ep.in_flight -= 1
+            if probe:
+                ep.probing = False
             if (not ep.removed and not self._closed
                     and len(ep.idle) < self._pool_size):
                 ep.idle.append(conn)
@@ -345,8 +360,9 @@ class VHSMClient:
                 {'id': req_id, 'op': 'ping', 'project': '', 'args': {}})
             with self._lock:
                 ep.in_flight += 1
+                conn = ep.idle.pop() if ep.idle else None
             try:
-                reply = self._attempt(ep, frame, req_id, True)
+                reply = self._attempt(ep, conn, frame, req_id, True, False)
             except _Unusable as exc:
                 results[ep.name] = exc.reason
                 continue
@@ -377,16 +393,10 @@ def _looks_alive(conn: protocol.FramedSocket) -> bool:
     # closed it (EOF/RST) or sent something unexpected; either way it must
     # not carry a request. One zero-timeout poll costs a microsecond or
     # two and spares a retry after a restart.
-    if conn.has_buffered_data():
-        return False
-    sock = conn.sock
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return False
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        return not conn.readable_now()
     except (OSError, ValueError):
         return False
-    return not readable
 
 
 def _describe(exc: BaseException) -> str:
