@@ -79,9 +79,13 @@ class TestKeystoreMigrations(_Base):
         self.assertEqual(1, len(fks))
         self.assertEqual('CASCADE', fks[0]['options'].get('ondelete'))
 
-    def test_mysql_tables_are_innodb_utf8mb4_bin(self):
-        if self.backend != 'mysql':
-            self.skipTest('MySQL table options only')
+
+class TestMySQLTableOptions(_Base):
+    """Keystore tables on MariaDB are InnoDB with a binary collation."""
+
+    scenarios = test_db.backend_scenarios(['mysql'])
+
+    def test_tables_are_innodb_utf8mb4_bin(self):
         migration.upgrade(self.database.url)
         with self.engine.connect() as conn:
             rows = conn.exec_driver_sql(
