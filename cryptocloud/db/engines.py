@@ -37,12 +37,14 @@ _WRITE_OPTION = 'cryptocloud_write'
 
 def create_engine(url: str | sa.engine.URL, *, max_pool_size: int = 10,
                   pool_timeout: int = 10, connect_retries: int = 0,
-                  retry_interval: float = 1.0) -> sa.engine.Engine:
+                  retry_interval: float = 1.0,
+                  sqlite_foreign_keys: bool = True) -> sa.engine.Engine:
     """Build an engine and check that the database answers.
 
     The first connection is tried ``connect_retries + 1`` times,
     ``retry_interval`` seconds apart; the last error is raised as
-    ``oslo_db.exception.DBConnectionError``.
+    ``oslo_db.exception.DBConnectionError``.  Migrations pass
+    ``sqlite_foreign_keys=False`` (see ``db_migrations``).
     """
     url = sa.engine.make_url(url)
     backend = url.get_backend_name()
@@ -68,7 +70,7 @@ def create_engine(url: str | sa.engine.URL, *, max_pool_size: int = 10,
             url = url.update_query_dict({'charset': 'utf8mb4'})
     engine = sa.create_engine(url, **kwargs)
     if backend == 'sqlite':
-        _setup_sqlite(engine)
+        _setup_sqlite(engine, sqlite_foreign_keys)
     elif backend == 'mysql':
         _setup_mysql(engine)
     exc_filters.register_engine(engine)
@@ -124,7 +126,7 @@ def safe_url(url: str | sa.engine.URL) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
-def _setup_sqlite(engine: sa.engine.Engine) -> None:
+def _setup_sqlite(engine: sa.engine.Engine, foreign_keys: bool) -> None:
     @sa.event.listens_for(engine, 'connect')
     def _on_connect(dbapi_conn, _record):
         # Let SQLAlchemy (below) decide when transactions begin; pysqlite
@@ -139,7 +141,8 @@ def _setup_sqlite(engine: sa.engine.Engine) -> None:
                 # is stored in the file, so this is a no-op after the
                 # first connection.
                 cursor.execute('PRAGMA journal_mode = WAL')
-            cursor.execute('PRAGMA foreign_keys = ON')
+            cursor.execute('PRAGMA foreign_keys = %s'
+                           % ('ON' if foreign_keys else 'OFF'))
         finally:
             cursor.close()
 

@@ -44,7 +44,11 @@ def run_migrations_online() -> None:
     url = config.attributes.get('url')
     if not url:
         raise RuntimeError('no database URL given to the migration')
-    engine = engines.create_engine(url, max_pool_size=1)
+    # SQLite batch operations copy a table, drop the original and rename
+    # the copy; with foreign keys enforced, dropping ``keys`` would
+    # cascade and delete every row of ``key_versions``.
+    engine = engines.create_engine(url, max_pool_size=1,
+                                   sqlite_foreign_keys=False)
     try:
         with engine.connect() as conn:
             _configure_and_run(conn)

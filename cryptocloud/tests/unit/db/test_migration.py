@@ -1,10 +1,12 @@
 """Tests of the migration helpers on SQLite."""
 
 import os
+import shutil
 
 import fixtures
 import sqlalchemy as sa
 import testtools
+from alembic import command
 from alembic import script as alembic_script
 from oslo_db import exception as db_exc
 
@@ -62,6 +64,51 @@ class TestMigrationHelpers(testtools.TestCase):
         exc = self.assertRaises(ValueError, migration.upgrade, self.url,
                                 schema='nope')
         self.assertIn('keystore', str(exc))
+
+
+_BATCH_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = '9999'
+down_revision = '%s'
+
+
+def upgrade():
+    with op.batch_alter_table('keys', recreate='always') as batch:
+        batch.add_column(sa.Column('extra', sa.Integer, nullable=True))
+"""
+
+
+class TestSQLiteBatchMigration(testtools.TestCase):
+    """A later batch migration of ``keys`` must keep ``key_versions``."""
+
+    def test_recreating_keys_keeps_versions(self):
+        url = self.useFixture(test_db.Database('sqlite')).url
+        migration.upgrade(url)
+        engine = engines.create_engine(url)
+        self.addCleanup(engine.dispose)
+        with engines.writer(engine) as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO keys VALUES ('k', 'g', 'p', NULL, NULL, 'SM4', "
+                "'ENCRYPT', 'ENABLED', 0, 1, 1, '2030-01-01', "
+                "'2030-01-01', NULL)")
+            conn.exec_driver_sql(
+                "INSERT INTO key_versions VALUES ('k', 1, x'00', NULL, "
+                "'2030-01-01')")
+        scripts = self.useFixture(fixtures.TempDir()).path
+        shutil.copytree(migration.script_location('keystore'), scripts,
+                        dirs_exist_ok=True)
+        with open(os.path.join(scripts, 'versions', '9999_batch.py'),
+                  'w') as f:
+            f.write(_BATCH_REVISION % migration.head())
+        cfg = migration.alembic_config_for('keystore', url)
+        cfg.set_main_option('script_location', scripts)
+        command.upgrade(cfg, 'head')
+        engine.dispose()
+        with engines.reader(engine) as conn:
+            self.assertEqual(1, conn.exec_driver_sql(
+                'SELECT count(*) FROM key_versions').scalar())
 
 
 class TestEngines(testtools.TestCase):
