@@ -15,8 +15,10 @@ from cryptocloud.crypto import _libcrypto
 from cryptocloud.crypto import der
 
 DEFAULT_USER_ID = b'1234567812345678'
-# ENTL in Z is the ID length in bits on two bytes.
-MAX_USER_ID_SIZE = 0xFFFF // 8
+# ENTL in Z is the ID length in bits on two bytes, which allows 8191
+# bytes; OpenSSL refuses 8191 itself (it checks id_len >= UINT16_MAX / 8),
+# so one byte less is the largest ID every operation accepts.
+MAX_USER_ID_SIZE = 0xFFFF // 8 - 1
 
 # Curve parameters (GB/T 32918.5) needed to compute Z.
 _P = int(

@@ -102,6 +102,16 @@ class TestSerialization(testtools.TestCase):
             self.assertRaises(exception.InvalidInput,
                               sm2.SM2PrivateKey.from_private_scalar, d)
 
+    def test_longest_user_id(self):
+        # OpenSSL refuses an ID of 8191 bytes although ENTL could hold it.
+        uid = b'u' * sm2.MAX_USER_ID_SIZE
+        sig = self.key.sign(MSG, uid)
+        self.assertTrue(self.key.verify(sig, MSG, uid))
+        self.assertTrue(self.key.verify_digest(sig,
+                                               self.key.digest(MSG, uid)))
+        self.assertRaises(exception.InvalidInput, self.key.sign, MSG,
+                          uid + b'u')
+
     def test_explicit_free(self):
         pkey = _libcrypto.generate_sm2()
         pkey.free()
