@@ -92,8 +92,13 @@ class KeyManager:
         """Return the record of an enabled key of the right purpose."""
         rec = self.record(project, key_id)
         if not states.KEY_MACHINE.allows(rec.state, states.USE):
-            raise exception.InvalidKeyState(key_id=key_id, state=rec.state,
-                                            action=operation)
+            # A cached record may predate an enable made through another
+            # member; re-read before refusing, so that loosening changes
+            # apply everywhere at once (tightening ones within the TTL).
+            rec = self.record(project, key_id, fresh=True)
+            if not states.KEY_MACHINE.allows(rec.state, states.USE):
+                raise exception.InvalidKeyState(
+                    key_id=key_id, state=rec.state, action=operation)
         if rec.purpose != purpose:
             raise exception.IncompatibleKeyUsage(
                 key_id=key_id, algorithm=rec.algorithm, purpose=rec.purpose,
@@ -104,6 +109,11 @@ class KeyManager:
         """Return the unwrapped handle of one version of a key."""
         handle = self._handles.get(rec.key_id, version)
         if handle is None:
+            if version > rec.latest_version:
+                # Another member may have rotated the key since this one
+                # cached the record: a newer version is worth one re-read.
+                rec = self._keystore.get_key(self._group_id, rec.key_id)
+                self._records.put(rec.key_id, rec)
             if version < 1 or version > rec.latest_version:
                 raise exception.KeyVersionNotFound(key_id=rec.key_id,
                                                    version=version)
@@ -118,6 +128,9 @@ class KeyManager:
 
     def decryption_handle(self, rec: keystore_api.KeyRecord, version: int):
         """Handle of a version allowed for decryption and verification."""
+        if version < rec.min_decryption_version:
+            rec = self._keystore.get_key(self._group_id, rec.key_id)
+            self._records.put(rec.key_id, rec)
         if version < rec.min_decryption_version:
             raise exception.KeyVersionTooOld(
                 key_id=rec.key_id, version=version,

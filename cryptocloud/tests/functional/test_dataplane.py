@@ -8,6 +8,7 @@ after it).
 import os
 import subprocess
 import tempfile
+import time
 
 import testtools
 
@@ -17,6 +18,16 @@ from cryptocloud.tests.functional.dataplane import b64
 from cryptocloud.tests.functional.dataplane import unb64
 
 MESSAGE = b'transfer 100 CNY from A to B'
+KEY_CACHE_TTL = 0.5
+
+
+def settle():
+    """Wait until every vHSM of the group sees a key change.
+
+    The member that makes a change applies it at once; the others trust
+    their cached record for key_cache_ttl seconds (docs/dataplane.md).
+    """
+    time.sleep(KEY_CACHE_TTL + 0.2)
 
 
 def openssl_sm2_verify(public_pem: str, message: bytes, signature: bytes,
@@ -43,7 +54,8 @@ class _DataPlaneScenarios:
     def setUp(self):
         super().setUp()
         database = self.useFixture(test_db.Database(self.backend))
-        self.dp = self.useFixture(dataplane.DataPlane(database.url))
+        self.dp = self.useFixture(dataplane.DataPlane(
+            database.url, key_cache_ttl=KEY_CACHE_TTL))
 
     def _sign(self, key_id: str, project: str = 'project-a') -> bytes:
         body = self.dp.ok('POST', '/v1/keys/%s/sign' % key_id, project,
@@ -123,6 +135,17 @@ class _DataPlaneScenarios:
         old = dp.ok('POST', base + '/encrypt', body={'plaintext': b64(b'v1')})
         self.assertTrue(old['ciphertext'].startswith('cc:v1:'))
         self.assertEqual(2, dp.ok('POST', base + '/rotate')['latest_version'])
+        # Right after a rotation, members may still encrypt under v1 for
+        # key_cache_ttl, but every member decrypts whatever any made,
+        # including v2 ciphertexts it has not heard of yet.
+        for _ in range(4):
+            made = dp.ok('POST', base + '/encrypt',
+                         body={'plaintext': b64(b'fresh')})
+            for _ in range(3):
+                self.assertEqual(b'fresh', unb64(dp.ok(
+                    'POST', base + '/decrypt',
+                    body={'ciphertext': made['ciphertext']})['plaintext']))
+        settle()
         new = dp.ok('POST', base + '/encrypt', body={'plaintext': b64(b'v2')})
         self.assertTrue(new['ciphertext'].startswith('cc:v2:'))
         self.assertEqual(b'v1', unb64(dp.ok(
@@ -132,6 +155,7 @@ class _DataPlaneScenarios:
                           body={'ciphertext': old['ciphertext']})
         self.assertTrue(rewrapped['ciphertext'].startswith('cc:v2:'))
         dp.ok('PATCH', base, body={'min_decryption_version': 2})
+        settle()
         resp = dp.call('POST', base + '/decrypt', body={
             'ciphertext': old['ciphertext']})
         self.assertEqual(400, resp.status_code, resp.text)
@@ -142,6 +166,7 @@ class _DataPlaneScenarios:
                           body={'pending_days': 7})
         self.assertEqual('PENDING_DELETION', scheduled['state'])
         self.assertIsNotNone(scheduled['deletion_date'])
+        settle()
         resp = dp.call('POST', base + '/encrypt',
                        body={'plaintext': b64(b'x')})
         self.assertEqual(409, resp.status_code, resp.text)
