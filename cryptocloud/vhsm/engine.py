@@ -100,7 +100,9 @@ class Engine:
 
     def dispatch(self, op: str, project: str, args: dict) -> dict:
         """Run one operation for ``project``; raise CryptoCloudException."""
-        func = self._ops.get(op)
+        # A non-string op (a list from msgpack, say) is unhashable: look
+        # up strings only, so it is refused like any unknown operation.
+        func = self._ops.get(op) if isinstance(op, str) else None
         if func is None:
             raise exception.InvalidInput(reason='unknown operation %r'
                                          % str(op)[:64])
@@ -307,7 +309,8 @@ class Engine:
             if not isinstance(item, dict):
                 raise exception.InvalidInput(reason='a batch item must be '
                                              'a map with op and args')
-            func = self._crypto_ops.get(item.get('op'))
+            op = item.get('op')
+            func = self._crypto_ops.get(op) if isinstance(op, str) else None
             if func is None:
                 raise exception.InvalidInput(
                     reason='batch items may only be %s'
