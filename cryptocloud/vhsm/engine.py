@@ -13,13 +13,14 @@ from oslo_log import log as logging
 from cryptocloud.common import exception
 from cryptocloud.common import states
 from cryptocloud.crypto import digest
+from cryptocloud.crypto import sm2
 from cryptocloud.vhsm import argcheck
 from cryptocloud.vhsm import keys
 
 LOG = logging.getLogger(__name__)
 
 MAX_DATA = 64 * 1024 * 1024
-MAX_USER_ID = 8191  # GB/T 32918 caps ENTL at 16 bits of *bits*.
+MAX_USER_ID = sm2.MAX_USER_ID_SIZE
 MAX_RANDOM = 1024
 MAX_BATCH = 10000
 DATAKEY_SPECS = {'SM4_128': 16, 'AES_128': 16, 'AES_256': 32}
