@@ -30,7 +30,9 @@ import requests
 
 from cryptocloud.common import localplane
 
-GOALS = {'sm2-sign': 0.35, 'sm2-sign-batch': 1.0, 'sm4-gcm-4k': 1 / 3}
+# Goals from the issue (SM2) and the design (SM4-GCM, 1/3 of sm4-ctr).
+GOALS = {'sm2-sign': 0.35, 'sm2-sign-batch': 1.0, 'sm4-gcm-4k': 1 / 3,
+         'sm4-gcm-4k-batch': 1 / 3}
 
 
 def openssl_sm2_signs(seconds: int) -> float:
@@ -46,7 +48,7 @@ def openssl_sm4_ctr_bytes(seconds: int, size: int = 4096) -> float:
     out = subprocess.run(['openssl', 'speed', '-seconds', str(seconds),
                           '-bytes', str(size), '-evp', 'sm4-ctr'],
                          capture_output=True, text=True).stdout
-    match = re.search(r'^sm4-ctr\s+([\d.]+)k', out, re.M)
+    match = re.search(r'^sm4-ctr\s+([\d.]+)k', out, re.M | re.I)
     if not match:
         raise RuntimeError('cannot read openssl speed sm4-ctr output')
     return float(match.group(1)) * 1000
@@ -123,12 +125,16 @@ def main() -> int:
     parser.add_argument('--seconds', type=int, default=10)
     parser.add_argument('--connections', type=int, default=8)
     parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--sm4-batch-size', type=int, default=32)
     parser.add_argument('--vhsms', type=int, default=1)
     parser.add_argument('--service-threads', type=int, default=None)
     parser.add_argument('--keystore', help='keystore URL (default SQLite)')
     args = parser.parse_args()
     drive = _wrk if shutil.which('wrk') else _python_client
     print('client: %s' % ('wrk' if drive is _wrk else 'python threads'))
+    load = os.getloadavg()[0]
+    print('load average before the run: %.2f%s' % (
+        load, ' (busy machine: figures will be low)' if load > 0.5 else ''))
 
     sm2_base = openssl_sm2_signs(args.seconds)
     sm4_base = openssl_sm4_ctr_bytes(args.seconds)
@@ -154,6 +160,10 @@ def main() -> int:
             ] * args.batch_size}, args.batch_size, sm2_base, 'sign/s'),
             ('sm4-gcm-4k', '/v1/keys/%s/encrypt' % sm4,
              {'plaintext': block}, 4096, sm4_base, 'B/s'),
+            ('sm4-gcm-4k-batch', '/v1/batch', {'items': [
+                {'op': 'encrypt', 'key_id': sm4, 'plaintext': block}
+            ] * args.sm4_batch_size}, 4096 * args.sm4_batch_size, sm4_base,
+             'B/s'),
         ]
         rows = []
         for name, path, body, per_request, base, unit in scenarios:
@@ -167,7 +177,7 @@ def main() -> int:
         plane.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print('\n%-15s %14s %16s %7s %6s %9s %9s' % (
+    print('\n%-17s %14s %16s %7s %6s %9s %9s' % (
         'scenario', 'figure', 'baseline', 'ratio', 'goal', 'p50 ms',
         'p99 ms'))
     failed = False
@@ -175,7 +185,7 @@ def main() -> int:
         ratio = figure / base
         scale = 1 if unit == 'sign/s' else 1 / (1024 * 1024)
         shown = 'MiB/s' if unit == 'B/s' else unit
-        print('%-15s %8.0f %-6s %9.0f %-6s %6.2fx %5.2fx %9.2f %9.2f' % (
+        print('%-17s %8.0f %-6s %9.0f %-6s %6.2fx %5.2fx %9.2f %9.2f' % (
             name, figure * scale, shown, base * scale, shown, ratio,
             GOALS[name], res['p50_ms'], res['p99_ms']))
         failed |= ratio < GOALS[name]
