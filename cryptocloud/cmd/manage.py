@@ -11,6 +11,7 @@ import json
 import sys
 
 from oslo_config import cfg
+from oslo_log import log as logging
 
 from cryptocloud.common import exception
 from cryptocloud.common import secretfile
@@ -103,6 +104,10 @@ command_opt = cfg.SubCommandOpt('command', title='Commands',
 
 def main(argv: list[str] | None = None) -> int:
     CONF.register_cli_opt(command_opt)
+    # stdout is for what a command prints (a token, JSON) and may be
+    # captured by a script; oslo.log would write its lines there too.
+    logging.register_options(CONF)
+    CONF.set_default('use_stderr', True)
     service.prepare_service(argv, prog='cryptocloud-manage',
                             default_config_files=[])
     try:
