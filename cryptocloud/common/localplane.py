@@ -99,6 +99,13 @@ class LocalDataPlane:
         proc.wait_listening(HOST, port)
         return index
 
+    def restart_vhsm(self, index: int) -> None:
+        """Stop member ``index`` (if it runs) and start it again."""
+        proc, port = self.vhsms[index]
+        proc.stop()
+        proc.start()
+        proc.wait_listening(HOST, port)
+
     def endpoints(self, indexes=None) -> list[str]:
         chosen = range(len(self.vhsms)) if indexes is None else indexes
         return ['%s:%d' % (HOST, self.vhsms[i][1]) for i in chosen]

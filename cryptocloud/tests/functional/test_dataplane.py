@@ -90,6 +90,12 @@ class _DataPlaneScenarios:
                              'aad': b64(b'table=ledger')})
         self.assertEqual(b'ledger row 7', unb64(opened['plaintext']))
 
+        # The killed member, restarted, serves the same keys again.
+        dp.restart_vhsm(0)
+        dp.set_service_endpoints(dp.endpoints([0]))
+        self.assertTrue(openssl_sm2_verify(public['public_key_pem'],
+                                           MESSAGE, self._sign(key_id)))
+
     def test_projects_cannot_see_or_use_each_others_keys(self):
         dp = self.dp
         key_a = dp.ok('POST', '/v1/keys', 'project-a',
