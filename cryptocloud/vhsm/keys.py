@@ -176,7 +176,8 @@ class KeyManager:
         except keystore_api.DuplicateKeyId:
             existing = self._keystore.get_key(self._group_id, key_id)
             if (existing.project_id != project
-                    or existing.algorithm != spec.name):
+                    or existing.algorithm != spec.name
+                    or existing.purpose != purpose):
                 raise exception.Conflict(
                     reason='key id %s is already in use' % key_id) from None
             return key_to_dict(existing)
