@@ -547,6 +547,20 @@ class TestLifecycle(base.EngineTestCase):
         self.assertEqual([], self.call('key.list', {},
                                        project=OTHER)['keys'])
 
+    def test_create_again_for_another_purpose_conflicts(self):
+        args = {'key_id': str(uuid.uuid4()), 'algorithm': 'SM2',
+                'purpose': 'encrypt'}
+        first = self.call('key.create', args)
+        self.assertEqual(first, self.call('key.create', args))
+        for purpose in ('sign', None):
+            self.assertFails(exception.Conflict, 'key.create',
+                             dict(args, purpose=purpose), code=409)
+        # A default purpose counts as the purpose it stands for.
+        args = {'key_id': str(uuid.uuid4()), 'algorithm': 'SM2'}
+        first = self.call('key.create', args)
+        self.assertEqual(first, self.call('key.create',
+                                          dict(args, purpose='sign')))
+
     def test_create_refusals(self):
         kid = str(uuid.uuid4())
         for algorithm, purpose in (('SM4_GCM', 'sign'), ('HMAC_SM3',
