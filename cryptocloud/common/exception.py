@@ -70,9 +70,19 @@ class KeyNameExists(Conflict):
     msg_fmt = 'A key named %(name)s already exists in this project.'
 
 
-class InvalidKeyState(Conflict):
+class InvalidState(Conflict):
+    msg_fmt = ('%(kind)s %(resource_id)s is %(state)s; %(action)s is not '
+               'allowed in that state.')
+
+
+class InvalidKeyState(InvalidState):
     msg_fmt = ('Key %(key_id)s is %(state)s; %(action)s is not allowed '
                'in that state.')
+
+
+class NoValidHost(CryptoCloudException):
+    code = http.HTTPStatus.CONFLICT
+    msg_fmt = 'No valid host was found: %(reason)s'
 
 
 class IncompatibleKeyUsage(InvalidInput):

@@ -24,8 +24,12 @@ class StateMachine:
         try:
             return self.transitions[(state, event)]
         except KeyError:
-            raise exception.InvalidKeyState(
-                key_id=resource_id, state=state, action=event) from None
+            if self.name == 'key':
+                raise exception.InvalidKeyState(
+                    key_id=resource_id, state=state, action=event) from None
+            raise exception.InvalidState(
+                kind=self.name, resource_id=resource_id, state=state,
+                action=event) from None
 
     def allows(self, state: str, event: str) -> bool:
         return (state, event) in self.transitions
@@ -74,3 +78,75 @@ KEY_MACHINE = StateMachine('key', {
 })
 
 KEY_STATES = (ENABLED, DISABLED, PENDING_DELETION)
+
+
+# -- control plane ----------------------------------------------------------
+
+# Compute nodes.  ``enabled`` is a separate operator flag; UP/DOWN is
+# liveness from heartbeats.
+NODE_UP = 'UP'
+NODE_DOWN = 'DOWN'
+
+NODE_MACHINE = StateMachine('node', {
+    (NODE_UP, 'heartbeat'): NODE_UP,
+    (NODE_DOWN, 'heartbeat'): NODE_UP,
+    (NODE_UP, 'silent'): NODE_DOWN,
+    (NODE_DOWN, 'silent'): NODE_DOWN,
+})
+
+# Workloads: vHSMs and service instances, one row per process/container.
+BUILDING = 'BUILDING'
+ACTIVE = 'ACTIVE'
+ERROR = 'ERROR'
+DELETING = 'DELETING'
+
+WORKLOAD_MACHINE = StateMachine('workload', {
+    (BUILDING, 'built'): ACTIVE,
+    (BUILDING, 'fail'): ERROR,
+    (ACTIVE, 'fail'): ERROR,
+    (ACTIVE, 'built'): ACTIVE,
+    (ERROR, 'built'): ACTIVE,      # the compute node saw it healthy again
+    (ERROR, 'fail'): ERROR,
+    (BUILDING, 'delete'): DELETING,
+    (ACTIVE, 'delete'): DELETING,
+    (ERROR, 'delete'): DELETING,
+    (DELETING, 'delete'): DELETING,
+    (DELETING, 'deleted'): DELETED,
+})
+
+# vHSM groups and services (the resources tenants and admins ask for).
+CREATING = 'CREATING'
+UPDATING = 'UPDATING'
+
+RESOURCE_MACHINE = StateMachine('resource', {
+    (CREATING, 'done'): ACTIVE,
+    (CREATING, 'fail'): ERROR,
+    (ACTIVE, 'resize'): UPDATING,
+    (ERROR, 'resize'): UPDATING,
+    (UPDATING, 'done'): ACTIVE,
+    (UPDATING, 'fail'): ERROR,
+    (ACTIVE, 'reconcile'): UPDATING,
+    (ERROR, 'reconcile'): UPDATING,
+    (CREATING, 'delete'): DELETING,
+    (ACTIVE, 'delete'): DELETING,
+    (UPDATING, 'delete'): DELETING,
+    (ERROR, 'delete'): DELETING,
+    (DELETING, 'delete'): DELETING,
+    (DELETING, 'deleted'): DELETED,
+})
+
+# Tasks: one per mutating request.  Every task ends SUCCEEDED or FAILED.
+PENDING = 'PENDING'
+RUNNING = 'RUNNING'
+SUCCEEDED = 'SUCCEEDED'
+FAILED = 'FAILED'
+
+TASK_MACHINE = StateMachine('task', {
+    (PENDING, 'start'): RUNNING,
+    (PENDING, 'fail'): FAILED,
+    (RUNNING, 'start'): RUNNING,   # a conductor resuming an orphaned task
+    (RUNNING, 'succeed'): SUCCEEDED,
+    (RUNNING, 'fail'): FAILED,
+})
+
+TASK_FINAL_STATES = (SUCCEEDED, FAILED)

@@ -116,6 +116,6 @@ class TestKeyMachine(testtools.TestCase):
                                                ('closed', 'open'): 'open'})
         self.assertEqual({'open', 'closed'}, machine.states)
         self.assertEqual('closed', machine.next_state('open', 'close'))
-        self.assertRaises(exception.InvalidKeyState, machine.next_state,
+        self.assertRaises(exception.InvalidState, machine.next_state,
                           'open', 'open')
         self.assertEqual(frozenset({'closed'}), machine.sources('open'))
