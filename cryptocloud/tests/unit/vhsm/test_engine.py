@@ -854,6 +854,14 @@ class TestProjectIsolation(base.EngineTestCase):
             self.assertRaises(exception.Unauthorized, self.engine.dispatch,
                               'key.list', project, {})
 
+    def test_ping_needs_no_project(self):
+        # VHSMClient.ping_all (the service's /healthz) sends project ''.
+        self.assertEqual('member-1', self.engine.dispatch(
+            'ping', '', {})['member_id'])
+        for project in (None, 7, b'project-a'):
+            self.assertRaises(exception.Unauthorized, self.engine.dispatch,
+                              'ping', project, {})
+
 
 class TestBadInput(base.EngineTestCase):
     """Malformed requests raise InvalidInput, never anything else."""
