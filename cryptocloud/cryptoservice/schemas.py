@@ -162,9 +162,10 @@ KEY_CREATE = _obj({
                                  'RSA_3072, EC_P256, HMAC_SM3, '
                                  'HMAC_SHA256; the vHSM rejects an '
                                  'algorithm it does not support.'},
-    'purpose': {'type': 'string', 'pattern': '^[A-Z_]{1,32}$',
-                'description': 'Key purpose; default: the algorithm\'s '
-                               'default purpose.'},
+    'purpose': {'type': 'string', 'pattern': '^[a-z_]{1,16}$',
+                'description': 'Key purpose: encrypt, sign or mac, as the '
+                               'algorithm allows; default: the '
+                               'algorithm\'s default purpose.'},
     'name': {'type': 'string', 'minLength': 1, 'maxLength': MAX_NAME},
     'description': {'type': 'string', 'maxLength': MAX_DESCRIPTION},
     'exportable': {'type': 'boolean',

@@ -11,9 +11,9 @@ import threading
 
 from cryptocloud.common import exception
 
-_ALGORITHMS = {'SM2': 'SIGN_VERIFY', 'SM4': 'ENCRYPT_DECRYPT',
-               'AES_256': 'ENCRYPT_DECRYPT', 'HMAC_SM3': 'MAC',
-               'EC_P256': 'SIGN_VERIFY', 'RSA_2048': 'SIGN_VERIFY'}
+# Default purposes, spelt as the vHSM spells them (crypto/keyspec.py).
+_ALGORITHMS = {'SM2': 'sign', 'SM4': 'encrypt', 'AES_256': 'encrypt',
+               'HMAC_SM3': 'mac', 'EC_P256': 'sign', 'RSA_2048': 'sign'}
 
 
 class FakeVHSMClient:

@@ -65,12 +65,26 @@ class TestKeys(base.AppTestCase):
         self.assertEqual(201, resp.status, resp)
         key = resp.json
         uuid.UUID(key['key_id'])
-        self.assertEqual('SIGN_VERIFY', key['purpose'])
+        self.assertEqual('sign', key['purpose'])
         op, project, args = self.client.calls[-1]
         self.assertEqual(('key.create', base.PROJECT), (op, project))
         self.assertEqual(key['key_id'], args['key_id'])
         self.assertIs(False, args['exportable'])
         self.assertIsNone(args['purpose'])
+
+    def test_create_with_purpose(self):
+        # The vHSM's purposes are lower case; the schema once allowed
+        # only upper case, so no purpose could ever be chosen.
+        resp = self.request('POST', '/v1/keys', {
+            'algorithm': 'RSA_2048', 'purpose': 'encrypt'})
+        self.assertEqual(201, resp.status, resp)
+        self.assertEqual('encrypt', resp.json['purpose'])
+        self.assertEqual('encrypt', self.client.calls[-1][2]['purpose'])
+        for purpose in ('ENCRYPT', '', 'x' * 17):
+            resp = self.request('POST', '/v1/keys', {
+                'algorithm': 'RSA_2048', 'purpose': purpose})
+            self.assertEqual(400, resp.status, resp)
+            self.assertIn('purpose', resp.json['error']['message'])
 
     def test_list_and_pages(self):
         ids = sorted(self.create_key() for _ in range(3))
