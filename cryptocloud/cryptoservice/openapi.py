@@ -21,12 +21,15 @@ _ERRORS = {
     400: 'Invalid input: malformed JSON, unknown or missing fields, bad '
          'base64 or ciphertext (the message names the field).',
     401: 'No credential or an invalid one.',
+    403: 'The key is not exportable.',
     404: 'No such key (or not this project\'s).',
     409: 'The key\'s state does not allow the operation.',
     413: 'The request body is too large.',
     415: 'The request body is not application/json.',
     503: 'No vHSM could be reached.',
 }
+
+_NAME_TAKEN = 'The project already has a key of this name.'
 
 
 def _error_response(text: str) -> dict:
@@ -90,8 +93,14 @@ def _operation(route) -> dict:
             codes += [413, 415]
         if '{key_id}' in route.template:
             codes += [404, 409]
+        texts = dict(_ERRORS)
+        if route.handler == '_export':
+            codes.append(403)
+        elif route.handler == '_create_key':
+            codes.append(409)
+            texts[409] = _NAME_TAKEN
         for code in sorted(codes):
-            responses[str(code)] = _error_response(_ERRORS[code])
+            responses[str(code)] = _error_response(texts[code])
     if route.body is not None or route.query:
         responses.setdefault('400', _error_response(_ERRORS[400]))
     op['responses'] = responses

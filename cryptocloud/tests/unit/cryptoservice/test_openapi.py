@@ -64,6 +64,16 @@ class TestOpenAPI(testtools.TestCase):
         self.assertIs(False, body['additionalProperties'])
         self.assertEqual('byte', body['properties']['plaintext']['format'])
 
+    def test_documents_every_status_the_routes_give(self):
+        paths = openapi.build_document()['paths']
+        # NotExportable and KeyNameExists: found by the API fuzz test.
+        self.assertIn('403', paths['/v1/keys/{key_id}/export']['get'][
+            'responses'])
+        create = paths['/v1/keys']['post']['responses']
+        self.assertIn('name', create['409']['description'])
+        self.assertNotIn('403', paths['/v1/keys/{key_id}']['get'][
+            'responses'])
+
     def test_main_writes_the_file(self):
         out = os.path.join(self.useFixture(
             __import__('fixtures').TempDir()).path, 'api.yaml')
