@@ -48,10 +48,7 @@ def do_credential_create() -> int:
 
 def do_credential_list() -> int:
     from cryptocloud.cryptoservice import auth
-    creds = auth.load_credentials_file(CONF.command.file)
-    print(json.dumps([{'id': c['id'], 'project_id': c['project_id'],
-                       'created_at': c.get('created_at')} for c in creds],
-                     indent=2))
+    print(json.dumps(auth.list_credentials(CONF.command.file), indent=2))
     return 0
 
 

@@ -267,6 +267,13 @@ def create_credential(path: str, project_id: str) -> str:
     return '%s.%s' % (cred_id, secret)
 
 
+def list_credentials(path: str) -> list[dict]:
+    """Credentials in ``path`` as id, project and creation time only."""
+    return [{'id': c.get('id'), 'project_id': c.get('project_id'),
+             'created_at': c.get('created_at')}
+            for c in _load_or_empty(path)['credentials']]
+
+
 def revoke_credential(path: str, credential_id: str) -> None:
     """Remove a credential; its token stops working at the next check."""
     with _FileLock(path):
