@@ -1,11 +1,16 @@
 """Option discovery for oslo-config-generator (entry point
 ``oslo.config.opts = cryptocloud``)."""
 
+from cryptocloud.conf import api
+from cryptocloud.conf import compute
+from cryptocloud.conf import conductor
 from cryptocloud.conf import cryptoservice
+from cryptocloud.conf import database
 from cryptocloud.conf import keystore
 from cryptocloud.conf import vhsm
 
-_MODULES = (cryptoservice, keystore, vhsm)
+_MODULES = (api, compute, conductor, cryptoservice, database, keystore,
+            vhsm)
 
 
 def list_opts():
