@@ -1,0 +1,20 @@
+"""Select oslo.service's threading backend, once, before oslo.messaging.
+
+oslo.messaging imports oslo.service, whose default backend is eventlet.
+The control-plane packages (api, conductor, compute) import this module
+from their ``__init__`` so the choice is made before any of their modules
+imports oslo.messaging.  The data-plane programs (vHSM, crypto service)
+use neither library and do not import it.
+"""
+
+from oslo_service import backend
+
+
+def select() -> None:
+    try:
+        backend.init_backend(backend.BackendType.THREADING)
+    except backend.exceptions.BackendAlreadySelected:
+        pass
+
+
+select()

@@ -1,0 +1,1 @@
+from cryptocloud.common import threading_backend  # noqa: F401  (first)
