@@ -14,7 +14,7 @@ from cryptocloud.common import exception
 from cryptocloud.crypto import _libcrypto
 from cryptocloud.crypto import der
 
-DEFAULT_USER_ID = b'1234567812345678'
+DEFAULT_USER_ID = _libcrypto.DEFAULT_USER_ID
 # ENTL in Z is the ID length in bits on two bytes, which allows 8191
 # bytes; OpenSSL refuses 8191 itself (it checks id_len >= UINT16_MAX / 8),
 # so one byte less is the largest ID every operation accepts.
