@@ -1,0 +1,95 @@
+"""Client side of the compute daemon's RPC API (topic ``cryptocloud-compute``).
+
+The conductor calls one node at a time (``server=<host>``) to start, update,
+stop and list its workloads.  Every argument and result is plain JSON data;
+nothing secret crosses the bus: vHSM group secrets are derived on the node
+and service credentials travel as SHA-256 hashes only.
+"""
+
+import functools
+
+import oslo_messaging as messaging
+
+from cryptocloud.common import context as cc_context
+from cryptocloud.common import rpc
+from cryptocloud.conf import CONF
+
+# Shared by this client and ComputeManager (the server).
+RPC_API_VERSION = '1.0'
+
+
+class ComputeAPI:
+    """Client side of the compute RPC API.
+
+    API version history:
+
+    | 1.0 - Initial version: start_vhsm, start_instance, update_instance,
+    |       stop_workload, list_workloads (all calls).
+    """
+
+    RPC_API_VERSION = RPC_API_VERSION
+
+    def __init__(self, *, version_cap: str | None = None,
+                 timeout: int | None = None) -> None:
+        # ``version_cap`` pins what this client sends while compute nodes
+        # of an older release are still running (rolling upgrade).
+        self._version_cap = version_cap
+        self._timeout = timeout
+
+    @functools.cached_property
+    def client(self) -> messaging.RPCClient:
+        """The oslo.messaging client, built on first use (after rpc.init)."""
+        timeout = self._timeout
+        if timeout is None:
+            timeout = CONF.conductor.rpc_timeout
+        return rpc.get_client(rpc.COMPUTE_TOPIC, self.RPC_API_VERSION,
+                              version_cap=self._version_cap,
+                              timeout=timeout)
+
+    def can_send_version(self, version: str) -> bool:
+        """Whether the cap allows sending messages of ``version``."""
+        return self.client.can_send_version(version)
+
+    def _prepare(self, host: str, version: str = '1.0'):
+        return self.client.prepare(server=host, version=version)
+
+    def start_vhsm(self, ctxt: cc_context.RequestContext, host: str,
+                   vhsm_id: str, group_id: str) -> dict:
+        """Start vHSM ``vhsm_id`` of ``group_id`` on ``host``; its status."""
+        return self._prepare(host).call(ctxt, 'start_vhsm', vhsm_id=vhsm_id,
+                                        group_id=group_id)
+
+    def start_instance(self, ctxt: cc_context.RequestContext, host: str,
+                       instance_id: str, service_id: str, group_id: str,
+                       vhsm_endpoints: list[str],
+                       credentials: list[dict]) -> dict:
+        """Start a service instance on ``host``; its workload status.
+
+        ``vhsm_endpoints`` are ``host:port`` strings; ``credentials`` are
+        ``{id, project_id, secret_sha256}`` dicts (hashes, never tokens).
+        """
+        return self._prepare(host).call(
+            ctxt, 'start_instance', instance_id=instance_id,
+            service_id=service_id, group_id=group_id,
+            vhsm_endpoints=list(vhsm_endpoints),
+            credentials=[dict(c) for c in credentials])
+
+    def update_instance(self, ctxt: cc_context.RequestContext, host: str,
+                        instance_id: str, vhsm_endpoints: list[str],
+                        credentials: list[dict]) -> dict:
+        """Rewrite an instance's vHSMs and credentials and reload it."""
+        return self._prepare(host).call(
+            ctxt, 'update_instance', instance_id=instance_id,
+            vhsm_endpoints=list(vhsm_endpoints),
+            credentials=[dict(c) for c in credentials])
+
+    def stop_workload(self, ctxt: cc_context.RequestContext, host: str,
+                      workload_id: str) -> dict:
+        """Stop and remove a workload on ``host`` (idempotent); ``{}``."""
+        return self._prepare(host).call(ctxt, 'stop_workload',
+                                        workload_id=workload_id)
+
+    def list_workloads(self, ctxt: cc_context.RequestContext,
+                       host: str) -> list[dict]:
+        """The status of every workload on ``host``."""
+        return self._prepare(host).call(ctxt, 'list_workloads')
