@@ -332,42 +332,37 @@ def _digest_ctx(lib, key: PKey, user_id: bytes, verify_mode: bool):
     return mctx, pctx
 
 
+def _digest_sign(lib, mctx, message: bytes) -> bytes:
+    out = (ctypes.c_ubyte * _MAX_SIGNATURE_SIZE)()
+    outlen = _c_size_t(len(out))
+    _check(lib, lib.EVP_DigestSign(mctx, out, ctypes.byref(outlen),
+                                   message, len(message)),
+           'EVP_DigestSign')
+    return bytes(out[:outlen.value])
+
+
 def sign(key: PKey, message: bytes, user_id: bytes) -> bytes:
     """Sign SM3(Z||message) with SM2; returns DER SEQUENCE{r, s}."""
     lib = _lib()
     lib.ERR_clear_error()
     if user_id == DEFAULT_USER_ID:
-        return _sign_from_template(lib, key, message)
+        mctx = lib.EVP_MD_CTX_new()
+        if not mctx:
+            raise _fail(lib, 'EVP_MD_CTX_new')
+        try:
+            # The copy owns duplicates of the template's contexts.
+            _check(lib, lib.EVP_MD_CTX_copy_ex(mctx, key.sign_template()),
+                   'EVP_MD_CTX_copy_ex')
+            return _digest_sign(lib, mctx, message)
+        finally:
+            lib.EVP_MD_CTX_free(mctx)
     mctx, pctx = _digest_ctx(lib, key, user_id, verify_mode=False)
     try:
-        out = (ctypes.c_ubyte * _MAX_SIGNATURE_SIZE)()
-        outlen = _c_size_t(len(out))
-        _check(lib, lib.EVP_DigestSign(mctx, out, ctypes.byref(outlen),
-                                       message, len(message)),
-               'EVP_DigestSign')
-        return bytes(out[:outlen.value])
+        return _digest_sign(lib, mctx, message)
     finally:
         # The MD context does not own a context given by set_pkey_ctx.
         lib.EVP_MD_CTX_free(mctx)
         lib.EVP_PKEY_CTX_free(pctx)
-
-
-def _sign_from_template(lib, key: PKey, message: bytes) -> bytes:
-    mctx = lib.EVP_MD_CTX_new()
-    if not mctx:
-        raise _fail(lib, 'EVP_MD_CTX_new')
-    try:
-        # The copy owns duplicates of the template's contexts.
-        _check(lib, lib.EVP_MD_CTX_copy_ex(mctx, key.sign_template()),
-               'EVP_MD_CTX_copy_ex')
-        out = (ctypes.c_ubyte * _MAX_SIGNATURE_SIZE)()
-        outlen = _c_size_t(len(out))
-        _check(lib, lib.EVP_DigestSign(mctx, out, ctypes.byref(outlen),
-                                       message, len(message)),
-               'EVP_DigestSign')
-        return bytes(out[:outlen.value])
-    finally:
-        lib.EVP_MD_CTX_free(mctx)
 
 
 def verify(key: PKey, signature: bytes, message: bytes,
