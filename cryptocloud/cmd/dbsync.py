@@ -1,11 +1,12 @@
 """cryptocloud-dbsync: create and upgrade cryptocloud's database schemas.
 
-    cryptocloud-dbsync upgrade [--revision head] [--schema keystore]
-    cryptocloud-dbsync version [--schema keystore]
-    cryptocloud-dbsync stamp REVISION [--schema keystore]
+    cryptocloud-dbsync upgrade [--revision head] [--schema keystore|control]
+    cryptocloud-dbsync version [--schema keystore|control]
+    cryptocloud-dbsync stamp REVISION [--schema keystore|control]
 
 The database URL comes from the configuration files: ``[keystore]
-connection`` for the keystore schema.
+connection`` for the keystore schema (the default), ``[database]
+connection`` for the control-plane schema.
 """
 
 import sys
@@ -25,7 +26,7 @@ from cryptocloud.db import migration
 PROG = 'cryptocloud-dbsync'
 
 # Where each schema's database URL and start-up retries are configured.
-_CONNECTION_GROUP = {'keystore': 'keystore'}
+_CONNECTION_GROUP = {'keystore': 'keystore', 'control': 'database'}
 
 
 def _url(schema: str) -> str:

@@ -61,6 +61,12 @@ class KeyVersionNotFound(NotFound):
     msg_fmt = 'Version %(version)s of key %(key_id)s could not be found.'
 
 
+class ResourceNotFound(NotFound):
+    """A control-plane row (node, vHSM group, service, task...) is gone."""
+
+    msg_fmt = '%(kind)s %(id)s could not be found.'
+
+
 class Conflict(CryptoCloudException):
     code = http.HTTPStatus.CONFLICT
     msg_fmt = 'Conflict: %(reason)s'
@@ -73,6 +79,12 @@ class KeyNameExists(Conflict):
 class InvalidState(Conflict):
     msg_fmt = ('%(kind)s %(resource_id)s is %(state)s; %(action)s is not '
                'allowed in that state.')
+
+
+class TaskNotOwned(Conflict):
+    """Another conductor holds the task's lease now."""
+
+    msg_fmt = 'Task %(task_id)s is held by %(holder)s, not %(owner)s.'
 
 
 class InvalidKeyState(InvalidState):

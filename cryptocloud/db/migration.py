@@ -2,8 +2,9 @@
 
 Each database cryptocloud owns is a *schema* here: a directory of alembic
 scripts inside the installed ``db_migrations`` package and the name of
-its version table.  Adding a database (the control plane) is one more
-entry in ``SCHEMAS`` and one more directory.
+its version table: ``keystore`` (a vHSM group's keys) and ``control``
+(the control plane).  Adding a database is one more entry in
+``SCHEMAS`` and one more directory.
 
 The alembic configuration is built in code, so ``cryptocloud-dbsync``
 works from any directory and needs no ``alembic.ini``.
@@ -36,6 +37,7 @@ class Schema:
 
 SCHEMAS: dict[str, Schema] = {
     'keystore': Schema('keystore', 'keystore', 'alembic_version_keystore'),
+    'control': Schema('control', 'control', 'alembic_version_control'),
 }
 
 
