@@ -1,5 +1,6 @@
 """cryptocloud-vhsm: a virtual cipher machine, member of a vHSM group."""
 
+import functools
 import signal
 import socket
 import sys
@@ -17,13 +18,19 @@ from cryptocloud.vhsm import engine as engine_mod
 from cryptocloud.vhsm import keys
 from cryptocloud.vhsm import protocol
 from cryptocloud.vhsm import server as server_mod
+from cryptocloud.vhsm import status as status_mod
 from cryptocloud.vhsm.keystore import api as keystore_api
 
 LOG = logging.getLogger(__name__)
 
 
-def build_server() -> tuple[server_mod.VHSMServer, engine_mod.Engine]:
-    """Open the keystore, unseal the domain key and make the server."""
+def build_server() -> tuple[server_mod.VHSMServer, engine_mod.Engine,
+                            status_mod.StatusServer | None]:
+    """Open the keystore, unseal the domain key and make the servers.
+
+    The third item is the HTTP status endpoint, None unless
+    ``[vhsm] status_port`` is set.
+    """
     conf = CONF.vhsm
     _libcrypto.check_backend()
     master_key = secretfile.read_secret_file(conf.master_key_file)
@@ -51,20 +58,43 @@ def build_server() -> tuple[server_mod.VHSMServer, engine_mod.Engine]:
                 reason='[vhsm] tls_cert_file and tls_key_file go together')
         ssl_context = protocol.make_server_ssl_context(
             conf.tls_cert_file, conf.tls_key_file, conf.tls_ca_file)
+    metrics = (status_mod.OpMetrics(engine.operations)
+               if conf.status_port else None)
     server = server_mod.VHSMServer(
         conf.host, conf.port, group_secret, engine.dispatch,
         group_id=conf.group_id, member_id=member_id, workers=conf.workers,
         max_frame_size=conf.max_frame_size,
-        handshake_timeout=conf.handshake_timeout, ssl_context=ssl_context)
-    return server, engine
+        handshake_timeout=conf.handshake_timeout, ssl_context=ssl_context,
+        metrics=metrics)
+    status_server = None
+    if metrics is not None:
+        status_server = status_mod.StatusServer(
+            conf.host, conf.status_port, metrics,
+            functools.partial(_health, server, store))
+    return server, engine, status_server
+
+
+def _health(server: server_mod.VHSMServer,
+            store: keystore_api.Keystore) -> str | None:
+    """None when the vHSM can serve; otherwise why it cannot."""
+    if not server.serving:
+        return 'the protocol server is not accepting connections'
+    try:
+        store.check_schema()
+    except Exception as exc:
+        # The message may quote the database URL: name the type only.
+        return 'the keystore is unreachable (%s)' % type(exc).__name__
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run a vHSM until SIGTERM or SIGINT."""
     service.prepare_service(argv, prog='cryptocloud-vhsm')
     try:
-        server, engine = build_server()
+        server, engine, status_server = build_server()
         server.start()
+        if status_server is not None:
+            status_server.start()
     except (exception.CryptoCloudException, OSError) as exc:
         LOG.error('The vHSM cannot start: %s', exc)
         print('cryptocloud-vhsm: %s' % exc, file=sys.stderr)
@@ -80,10 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         LOG.info('Signal %d received; stopping.', signum)
         stop.set()
 
+    def _hup(signum, frame):
+        # Nothing of a vHSM changes without a restart; SIGHUP (sent to
+        # every workload on a reload) must not kill it.
+        LOG.info('SIGHUP received; a vHSM has nothing to reload.')
+
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _hup)
     while not stop.wait(1.0):
         pass
+    if status_server is not None:
+        status_server.stop()
     server.shutdown()
     engine.stop()
     return 0

@@ -32,12 +32,14 @@ class VHSMConfig:
     member_id: str | None = None
     key_cache_ttl: float | None = None
     purge_interval: int | None = None
+    status_port: int | None = None
     debug: bool = False
 
     def render(self) -> str:
         values = {
             'vhsm': {
                 'host': self.host, 'port': self.port,
+                'status_port': self.status_port,
                 'group_id': self.group_id, 'member_id': self.member_id,
                 'master_key_file': self.master_key_file,
                 'auth_secret_file': self.auth_secret_file,

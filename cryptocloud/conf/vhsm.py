@@ -15,6 +15,14 @@ OPTS = [
     cfg.PortOpt('port', default=9610,
                 help='TCP port the vHSM listens on; 0 picks a free port '
                      '(printed in the log at start-up).'),
+    cfg.PortOpt('status_port', default=0,
+                help='TCP port of the HTTP status endpoint (GET /healthz: '
+                     '200 while the server accepts connections and the '
+                     'keystore answers, else 503; GET /metrics: '
+                     'Prometheus text with operations and errors per '
+                     'operation, a latency histogram and operations in '
+                     'flight), served on the same address as the vHSM. '
+                     '0 turns the endpoint off.'),
     cfg.StrOpt('group_id', default='default',
                regex=r'^[A-Za-z0-9_.-]{1,64}$',
                help='Identifier of the vHSM group this member belongs to. '

@@ -45,7 +45,8 @@ class VHSMServer:
                  workers: int = 32,
                  max_frame_size: int = protocol.DEFAULT_MAX_FRAME_SIZE,
                  handshake_timeout: float = 5.0,
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None,
+                 metrics=None):
         if workers < 1:
             raise ValueError('workers must be at least 1')
         self._secret = secret
@@ -56,6 +57,8 @@ class VHSMServer:
         self._max_frame_size = max_frame_size
         self._handshake_timeout = handshake_timeout
         self._ssl_context = ssl_context
+        # A status.OpMetrics (or None): counts every dispatched operation.
+        self._metrics = metrics
 
         self._lock = threading.Lock()
         self._stopping = False
@@ -75,6 +78,11 @@ class VHSMServer:
         # A socketpair wakes the accept loop on shutdown: closing a
         # listening socket does not interrupt a thread blocked on it.
         self._wake_r, self._wake_w = socket.socketpair()
+
+    @property
+    def serving(self) -> bool:
+        """Whether the server accepts connections now."""
+        return self._serving.is_set() and not self._stopping
 
     @property
     def address(self) -> tuple[str, int]:
@@ -271,15 +279,23 @@ class VHSMServer:
         if not isinstance(args, dict):
             return self._error_frame(req_id, exception.InvalidInput(
                 reason='args must be a map'))
+        metrics = self._metrics
+        started = metrics.begin() if metrics is not None else 0.0
         try:
             result = self._dispatch(op, project, args)
         except exception.CryptoCloudException as exc:
+            if metrics is not None:
+                metrics.end(op, started, exc.error_type)
             return self._error_frame(req_id, exc)
         except Exception as exc:
+            if metrics is not None:
+                metrics.end(op, started, 'InternalError')
             _log_unexpected(exc, 'Unexpected error in op %s (request %s)'
                             % (op, req_id))
             return protocol.encode_frame(
                 {'id': req_id, 'ok': False, 'error': _INTERNAL_ERROR})
+        if metrics is not None:
+            metrics.end(op, started)
         try:
             if not isinstance(result, dict):
                 raise TypeError('dispatch returned %s, not a map'
