@@ -127,6 +127,12 @@ class ServiceUnavailable(CryptoCloudException):
     msg_fmt = 'Service unavailable: %(reason)s'
 
 
+class WorkloadStartFailed(ServiceUnavailable):
+    """A vHSM or service instance did not come up on a compute node."""
+
+    msg_fmt = 'Workload %(workload_id)s did not start: %(reason)s'
+
+
 class VHSMUnavailable(ServiceUnavailable):
     msg_fmt = 'No vHSM of the group could be reached: %(reason)s'
 

@@ -1,0 +1,1 @@
+"""Workload drivers of the compute daemon (see ``base.WorkloadDriver``)."""
