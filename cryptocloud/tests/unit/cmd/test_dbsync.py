@@ -58,6 +58,35 @@ class TestDbsync(testtools.TestCase):
         self.assertEqual(0, result.returncode, result.stderr)
         self.assertIsNone(migration.current(self.url))
 
+    def test_control_schema_uses_database_connection(self):
+        control_url = self.useFixture(test_db.Database('sqlite')).url
+        with open(self.config, 'a') as f:
+            f.write('[database]\nconnection = %s\nconnect_retries = 0\n'
+                    % control_url)
+        result = self.dbsync('upgrade', '--schema', 'control')
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertIn('control database is at revision %s'
+                      % migration.head('control'), result.stdout)
+        self.assertEqual(migration.head('control'),
+                         migration.current(control_url, 'control'))
+        # The keystore's database was not touched.
+        self.assertIsNone(migration.current(self.url, 'keystore'))
+        self.assertIsNone(migration.current(self.url, 'control'))
+        result = self.dbsync('version', '--schema', 'control')
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertEqual(migration.head('control'), result.stdout.strip())
+
+    def test_unreachable_control_database(self):
+        with open(self.config, 'a') as f:
+            f.write('[database]\nconnection = '
+                    'postgresql+psycopg://u:hunter2@127.0.0.1:1/control\n'
+                    'connect_retries = 0\n')
+        result = self.dbsync('upgrade', '--schema', 'control')
+        self.assertEqual(1, result.returncode)
+        self.assertIn('cannot connect to the control database',
+                      result.stderr)
+        self.assertNotIn('hunter2', result.stderr)
+
     def test_unknown_revision(self):
         result = self.dbsync('stamp', 'no-such-revision')
         self.assertEqual(1, result.returncode)

@@ -60,10 +60,25 @@ class TestMigrationHelpers(testtools.TestCase):
         migration.upgrade(self.url)
         self.assertEqual(migration.head(), migration.current(self.url))
 
+    def test_control_schema_has_its_own_history(self):
+        scripts = alembic_script.ScriptDirectory(
+            migration.script_location('control'))
+        self.assertEqual(1, len(scripts.get_heads()))
+        self.assertEqual('0001', migration.head('control'))
+        migration.upgrade(self.url, schema='control')
+        self.assertEqual('0001', migration.current(self.url, 'control'))
+        self.assertIsNone(migration.current(self.url, 'keystore'))
+        engine = engines.create_engine(self.url)
+        self.addCleanup(engine.dispose)
+        tables = sa.inspect(engine).get_table_names()
+        self.assertIn('alembic_version_control', tables)
+        self.assertNotIn('alembic_version_keystore', tables)
+
     def test_unknown_schema(self):
         exc = self.assertRaises(ValueError, migration.upgrade, self.url,
                                 schema='nope')
         self.assertIn('keystore', str(exc))
+        self.assertIn('control', str(exc))
 
 
 _BATCH_REVISION = """
