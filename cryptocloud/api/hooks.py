@@ -1,0 +1,96 @@
+"""pecan hooks: the caller's context, the database, the conductor client,
+the request id, and JSON bodies for errors raised inside pecan.
+"""
+
+import uuid
+
+import pecan
+from oslo_log import log as logging
+
+from cryptocloud.api import middleware
+from cryptocloud.common import context as cc_context
+from cryptocloud.common import exception
+
+LOG = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = 'X-OpenStack-Request-Id'
+
+
+def context_from_environ(environ: dict, request_id: str
+                         ) -> cc_context.RequestContext | None:
+    """The caller's context from the identity headers, or None.
+
+    Only an authentication middleware sets these headers: incoming ones
+    are stripped before it runs (``middleware.StripIdentity``).
+    """
+    if environ.get('HTTP_X_IDENTITY_STATUS') != 'Confirmed':
+        return None
+    project = environ.get('HTTP_X_PROJECT_ID')
+    if not project:
+        return None
+    roles = [r.strip().lower() for r in
+             environ.get('HTTP_X_ROLES', '').split(',') if r.strip()]
+    return cc_context.RequestContext(
+        user_id=environ.get('HTTP_X_USER_ID'), project_id=project,
+        roles=roles, request_id=request_id,
+        is_admin='admin' in roles, overwrite=False)
+
+
+class ContextHook(pecan.hooks.PecanHook):
+    """Put the caller's context in ``pecan.request.context['ctx']``."""
+
+    priority = 10
+
+    def before(self, state):
+        """Build the context and a request id."""
+        request_id = 'req-' + str(uuid.uuid4())
+        state.request.context['request_id'] = request_id
+        state.request.context['ctx'] = context_from_environ(
+            state.request.environ, request_id)
+
+    def after(self, state):
+        """Tell the caller the request id."""
+        request_id = state.request.context.get('request_id')
+        if request_id and state.response is not None:
+            state.response.headers[REQUEST_ID_HEADER] = request_id
+
+
+class ResourcesHook(pecan.hooks.PecanHook):
+    """Give handlers the database connection and the conductor client."""
+
+    priority = 20
+
+    def __init__(self, connection, conductor_api):
+        self.connection = connection
+        self.conductor_api = conductor_api
+
+    def before(self, state):
+        """Attach both to the request."""
+        state.request.context['conn'] = self.connection
+        state.request.context['conductor'] = self.conductor_api
+
+
+class ErrorHook(pecan.hooks.PecanHook):
+    """Answer our exceptions as JSON with their status."""
+
+    priority = 1000
+
+    def on_error(self, state, exc):
+        """A JSON response for ``exc``; None lets pecan or JsonErrors act."""
+        if not isinstance(exc, exception.CryptoCloudException):
+            return None
+        code = int(exc.code)
+        if not 400 <= code <= 599:
+            code = 500
+        if code >= 500:
+            LOG.warning('%s %s: %s', state.request.method,
+                        state.request.path[:200], exc.message)
+        response = pecan.Response(
+            body=middleware.error_body(code, exc.error_type, exc.message),
+            status=code, content_type='application/json', charset=None)
+        if isinstance(exc, exception.Unauthorized):
+            response.headers['WWW-Authenticate'] = 'Basic realm="cryptocloud"'
+        allow = getattr(exc, 'allow', None)
+        if allow:
+            response.headers['Allow'] = allow
+        return response
