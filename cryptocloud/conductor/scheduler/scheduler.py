@@ -1,0 +1,96 @@
+"""Pick nodes for new vHSMs and service instances.
+
+Placement is all or nothing: either every requested workload gets a node
+or NoValidHost says how many could be placed and what filtered the nodes
+out.  Workloads are placed one at a time, each counting the ones placed
+before it, so a group spreads over as many device nodes as possible and
+no node is given more than its capacity within one request.
+
+Two conductors placing at once may both count the same free slot; the
+compute node then refuses the second workload, which fails and is placed
+again by the next pass.
+"""
+
+import collections
+import copy
+import datetime
+from collections.abc import Iterable
+
+from cryptocloud.common import exception
+from cryptocloud.conductor.scheduler import filters
+from cryptocloud.conductor.scheduler import weighers
+
+
+def _why(nodes: list[dict], request: filters.Request,
+         hard: tuple[filters.Filter, ...]) -> str:
+    """What each filter dropped, e.g. "2 lack role 'device', 1 ...". """
+    parts = []
+    remaining = nodes
+    for flt in hard:
+        kept = flt.filter_all(remaining, request)
+        dropped = len(remaining) - len(kept)
+        if dropped:
+            parts.append('%d %s' % (dropped, flt.reason(request)))
+        remaining = kept
+    return ', '.join(parts) or 'none was dropped'
+
+
+def select(nodes: list[dict], request: filters.Request, count: int, *,
+           hard: tuple[filters.Filter, ...] = filters.DEFAULT_FILTERS,
+           soft: tuple[filters.Filter, ...] = filters.SOFT_FILTERS,
+           order: tuple[weighers.Weigher, ...] = weighers.DEFAULT_WEIGHERS,
+           ) -> list[dict]:
+    """``count`` nodes (repeats allowed) for ``request``, or NoValidHost."""
+    if count <= 0:
+        return []
+    chosen: list[dict] = []
+    usage_field = request.kind.usage_field
+    for _ in range(count):
+        candidates = nodes
+        for flt in hard:
+            candidates = flt.filter_all(candidates, request)
+        if not candidates:
+            raise exception.NoValidHost(reason=(
+                'need %d %s slot(s) on %s nodes, found %d; of %d node(s): %s'
+                % (count, request.kind.label, request.kind.role, len(chosen),
+                   len(nodes), _why(nodes, request, hard))))
+        for flt in soft:
+            candidates = flt.filter_all(candidates, request)
+        best = weighers.order(candidates, request, order)[0]
+        chosen.append(best)
+        slot = request.usage.setdefault(best['id'],
+                                        {'vhsms': 0, 'instances': 0})
+        slot[usage_field] = slot.get(usage_field, 0) + 1
+        request.spread[best['id']] += 1
+    return chosen
+
+
+class Scheduler:
+    """Selects hosts from the nodes and usage in the control database."""
+
+    def __init__(self, db, *, heartbeat_timeout: int) -> None:
+        self._db = db
+        self._heartbeat_timeout = heartbeat_timeout
+
+    def select_hosts(self, kind: str, count: int, *,
+                     exclude: Iterable[int] = (),
+                     spread: Iterable[int | None] = (),
+                     now: datetime.datetime | None = None) -> list[dict]:
+        """Nodes for ``count`` new workloads of ``kind`` ('vhsm'/'instance').
+
+        ``exclude``: node ids never to use.  ``spread``: node ids of the
+        members of the same group or service (once per member), which the
+        new ones avoid while other nodes can take them.
+        """
+        if kind not in filters.KINDS:
+            raise exception.InvalidInput(
+                reason='unknown workload kind %r' % (kind,))
+        now = now or datetime.datetime.now(datetime.UTC).replace(
+            tzinfo=None)
+        request = filters.Request(
+            kind=filters.KINDS[kind], now=now,
+            heartbeat_timeout=self._heartbeat_timeout,
+            exclude=frozenset(exclude),
+            spread=collections.Counter(n for n in spread if n is not None),
+            usage=copy.deepcopy(self._db.node_usage()))
+        return select(self._db.list('nodes'), request, count)
