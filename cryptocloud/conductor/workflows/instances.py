@@ -1,0 +1,150 @@
+"""The instances of a service: converge them, keep their associations
+with the group's vHSMs current, and publish the service endpoint."""
+
+from oslo_log import log as logging
+
+from cryptocloud.common import exception
+from cryptocloud.common import states
+from cryptocloud.conductor.workflows import base
+from cryptocloud.conductor.workflows import workloads
+
+LOG = logging.getLogger(__name__)
+
+
+def credentials(db, service_id: str) -> list[dict]:
+    """The service's credentials as compute gets them: hashes only."""
+    return [{'id': c['id'], 'project_id': c['project_id'],
+             'secret_sha256': c['secret_sha256']}
+            for c in db.list('service_credentials',
+                             filters={'service_id': service_id})]
+
+
+def _endpoints(vhsms: list[dict]) -> list[str]:
+    return ['%s:%s' % (v['host'], v['port']) for v in vhsms]
+
+
+def write_associations(db, instance_id: str, vhsm_ids: list[str]) -> bool:
+    """Make the instance's association rows exactly ``vhsm_ids``.
+
+    Returns whether anything changed.
+    """
+    current = {a['vhsm_id']: a['id'] for a in db.list(
+        'associations', filters={'instance_id': instance_id})}
+    wanted = set(vhsm_ids)
+    for vhsm_id in sorted(wanted - set(current)):
+        try:
+            db.create('associations', {'vhsm_id': vhsm_id,
+                                       'instance_id': instance_id})
+        except exception.Conflict:
+            pass  # written by a concurrent pass, or the vHSM just went
+    extra = [aid for vid, aid in current.items() if vid not in wanted]
+    if extra:
+        db.delete_where('associations', {'id': extra})
+    return wanted != set(current)
+
+
+def sync_instance(wf: base.WorkflowContext, instance: dict,
+                  vhsms: list[dict], creds: list[dict], *,
+                  force: bool = False) -> None:
+    """Point a running instance at ``vhsms`` (no restart), then record it.
+
+    Only instances whose associations differ are told, unless ``force``
+    (credentials changed); a failure leaves the instance ERROR for the
+    reconciler to replace.
+    """
+    wanted = {v['id'] for v in vhsms}
+    current = {a['vhsm_id'] for a in wf.db.list(
+        'associations', filters={'instance_id': instance['id']})}
+    if instance['state'] not in workloads.LIVE:
+        return
+    if wanted == current and not force:
+        return
+    node = wf.node(instance.get('node_id'))
+    if instance.get('workload_ref') and node is not None:
+        wf.check()
+        try:
+            status = wf.compute.update_instance(
+                wf.ctxt, node['hostname'], instance['id'],
+                _endpoints(vhsms), creds)
+        except Exception as exc:  # noqa: BLE001 - recorded on the row
+            reason = 'update failed: %s' % base.reason_of(exc)
+            LOG.warning('Instance %s: %s', instance['id'], reason)
+            try:
+                wf.db.transition('service_instances', instance['id'],
+                                 workloads.W, 'fail',
+                                 values={'status_reason': reason})
+            except exception.InvalidState:
+                pass
+            return
+        workloads.apply_status(wf.db, 'service_instances', instance, status)
+    write_associations(wf.db, instance['id'], sorted(wanted))
+
+
+def refresh_group_services(wf: base.WorkflowContext, group_id: str,
+                           vhsms: list[dict]) -> None:
+    """Tell every instance of the group's services about ``vhsms``."""
+    for service in wf.db.list('services', filters={'group_id': group_id}):
+        if service['state'] == states.DELETING:
+            continue
+        creds = credentials(wf.db, service['id'])
+        for instance in wf.db.list('service_instances',
+                                   filters={'service_id': service['id']}):
+            sync_instance(wf, instance, vhsms, creds)
+
+
+def wait_for_group(wf: base.WorkflowContext, group_id: str) -> dict:
+    """Wait (within the deadline) until the service's group is ACTIVE."""
+    found: dict = {}
+
+    def ready() -> bool:
+        try:
+            group = wf.db.get('vhsm_groups', group_id)
+        except exception.NotFound:
+            raise base.WorkflowError(
+                reason='vHSM group %s is gone' % group_id) from None
+        if group['state'] in (states.ERROR, states.DELETING):
+            raise base.WorkflowError(
+                reason='vHSM group %s is %s: %s'
+                       % (group_id, group['state'],
+                          group.get('status_reason') or 'no reason given'))
+        found['group'] = group
+        return group['state'] == states.ACTIVE
+
+    wf.wait_until(ready, 'vHSM group %s to become ACTIVE' % group_id)
+    return found['group']
+
+
+def _endpoint(service: dict, active: list[dict]) -> dict:
+    """Keep the endpoint while its instance is ACTIVE, else the first."""
+    current = (service.get('endpoint_host'), service.get('endpoint_port'))
+    for inst in active:
+        if (inst['host'], inst['port']) == current:
+            return {}
+    first = active[0]
+    return {'endpoint_host': first['host'], 'endpoint_port': first['port']}
+
+
+def converge_service(wf: base.WorkflowContext, service: dict) -> dict:
+    """Instances to target, all associated; the endpoint values to set."""
+    service_id, group_id = service['id'], service['group_id']
+    wait_for_group(wf, group_id)
+    vhsms = wf.db.list('vhsms', filters={'group_id': group_id,
+                                         'state': states.ACTIVE})
+    if not vhsms:
+        raise base.WorkflowError(
+            reason='vHSM group %s has no ACTIVE vHSM' % group_id)
+    creds = credentials(wf.db, service_id)
+    vhsm_ids = [v['id'] for v in vhsms]
+    fleet = workloads.Fleet(
+        table='service_instances', kind='instance', owner_field='service_id',
+        owner_id=service_id, target=int(service['target_instances']),
+        start=lambda row, host: wf.compute.start_instance(
+            wf.ctxt, host, row['id'], service_id, group_id,
+            _endpoints(vhsms), creds),
+        after_start=lambda row: write_associations(wf.db, row['id'],
+                                                   vhsm_ids),
+        extra_values={'role': 'primary'})
+    active = workloads.converge(wf, fleet)
+    for inst in active:
+        sync_instance(wf, inst, vhsms, creds)
+    return _endpoint(wf.db.get('services', service_id), active)

@@ -1,0 +1,75 @@
+"""A test double for the compute RPC client: records calls, answers with
+workload status dicts, and fails on the hosts a test names."""
+
+import itertools
+import threading
+
+import oslo_messaging as messaging
+
+
+class FakeComputeAPI:
+    """Stands in for ComputeAPI; no bus, no daemons."""
+
+    def __init__(self, *, healthy: bool = True) -> None:
+        self.calls: list[tuple] = []
+        self.healthy = healthy
+        self.failing_hosts: set[str] = set()
+        self.workloads: dict[str, dict] = {}
+        self._ports = itertools.count(20000)
+        self._lock = threading.Lock()
+
+    def _record(self, method: str, host: str, **kwargs) -> None:
+        with self._lock:
+            self.calls.append((method, host, kwargs))
+        if host in self.failing_hosts:
+            raise messaging.MessagingTimeout('no answer from %s' % host)
+
+    def methods(self, name: str) -> list[tuple]:
+        """The recorded calls of method ``name``."""
+        return [c for c in self.calls if c[0] == name]
+
+    def _status(self, workload_id: str, kind: str, host: str) -> dict:
+        status = {'workload_id': workload_id, 'kind': kind,
+                  'state': 'running', 'healthy': self.healthy,
+                  'host': '127.0.0.1', 'port': next(self._ports),
+                  'workload_ref': 'ref-%s' % workload_id, 'reason': None,
+                  'load': {}}
+        if kind == 'vhsm':
+            status['status_port'] = next(self._ports)
+        self.workloads[workload_id] = dict(status, node=host)
+        return status
+
+    def start_vhsm(self, ctxt, host, vhsm_id, group_id):
+        """Pretend to start a vHSM."""
+        self._record('start_vhsm', host, vhsm_id=vhsm_id, group_id=group_id)
+        return self._status(vhsm_id, 'vhsm', host)
+
+    def start_instance(self, ctxt, host, instance_id, service_id, group_id,
+                       vhsm_endpoints, credentials):
+        """Pretend to start a service instance."""
+        self._record('start_instance', host, instance_id=instance_id,
+                     service_id=service_id, group_id=group_id,
+                     vhsm_endpoints=list(vhsm_endpoints),
+                     credentials=list(credentials))
+        return self._status(instance_id, 'cryptoservice', host)
+
+    def update_instance(self, ctxt, host, instance_id, vhsm_endpoints,
+                        credentials):
+        """Pretend to reconfigure an instance."""
+        self._record('update_instance', host, instance_id=instance_id,
+                     vhsm_endpoints=list(vhsm_endpoints),
+                     credentials=list(credentials))
+        return {k: v for k, v in self.workloads[instance_id].items()
+                if k != 'node'}
+
+    def stop_workload(self, ctxt, host, workload_id):
+        """Pretend to stop a workload."""
+        self._record('stop_workload', host, workload_id=workload_id)
+        self.workloads.pop(workload_id, None)
+        return {}
+
+    def list_workloads(self, ctxt, host):
+        """The workloads started on ``host``."""
+        self._record('list_workloads', host)
+        return [{k: v for k, v in w.items() if k != 'node'}
+                for w in self.workloads.values() if w['node'] == host]
