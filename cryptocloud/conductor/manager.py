@@ -1,0 +1,40 @@
+"""The conductor's RPC endpoint (topic ``cryptocloud-conductor``).
+
+Thin on purpose: each method hands its work to the task runner or to the
+node module and returns at once.  Long work never runs on the RPC thread.
+"""
+
+import oslo_messaging as messaging
+
+from cryptocloud.conductor import nodes
+from cryptocloud.conductor import rpcapi
+
+RPC_API_VERSION = rpcapi.RPC_API_VERSION
+
+
+class ConductorManager:
+    """Server side of :class:`cryptocloud.conductor.rpcapi.ConductorAPI`."""
+
+    RPC_API_VERSION = RPC_API_VERSION
+    target = messaging.Target(version=RPC_API_VERSION)
+
+    def __init__(self, db, runner) -> None:
+        self._db = db
+        self._runner = runner
+
+    def do_task(self, context, task_id: str) -> None:
+        """Claim and start the task if a worker is free (else it waits)."""
+        self._runner.submit(task_id)
+
+    def register_node(self, context, host: str, address: str,
+                      roles: list[str], vhsm_capacity: int,
+                      instance_capacity: int) -> dict:
+        """Create or refresh a compute node; its row as JSON data."""
+        return nodes.register(self._db, host, address, roles, vhsm_capacity,
+                              instance_capacity)
+
+    def heartbeat(self, context, host: str, workloads: list[dict],
+                  load: dict) -> dict:
+        """Record the node alive and the states of its workloads."""
+        nodes.heartbeat(self._db, host, workloads, load)
+        return {}

@@ -1,0 +1,92 @@
+"""The conductor's periodic passes, on one thread.
+
+Every ``[conductor] periodic_interval`` seconds: node liveness, recovery
+of orphaned tasks, and reconciliation of desired counts.  Each pass is
+safe with several conductors: node and workload changes are conditional
+updates, and tasks run only under a claimed lease.
+"""
+
+import threading
+
+from oslo_log import log as logging
+
+from cryptocloud.common import exception
+from cryptocloud.conductor import nodes
+from cryptocloud.conductor import reconciler
+from cryptocloud.conductor import workflows
+from cryptocloud.conductor.workflows import base
+
+LOG = logging.getLogger(__name__)
+
+
+class PeriodicTasks:
+    """Runs the periodic passes of one conductor."""
+
+    def __init__(self, db, runner, *, interval: float,
+                 heartbeat_timeout: int) -> None:
+        self._db = db
+        self._runner = runner
+        self._interval = interval
+        self._heartbeat_timeout = heartbeat_timeout
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop,
+                                        name='conductor-periodic',
+                                        daemon=True)
+
+    def start(self) -> None:
+        """Start the periodic thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current pass."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._interval + 5)
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self._interval):
+            self.run_once()
+
+    def run_once(self) -> None:
+        """One pass of every periodic task; a failing one spares the rest."""
+        for step in (self.check_nodes, self.recover_tasks, self.reconcile):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - next pass tries again
+                LOG.exception('Periodic task %s failed.', step.__name__)
+
+    def check_nodes(self) -> list[dict]:
+        """Mark silent nodes DOWN and their workloads ERROR."""
+        return nodes.check_liveness(self._db, base.utcnow(),
+                                    self._heartbeat_timeout)
+
+    def recover_tasks(self) -> list[str]:
+        """Run PENDING tasks nobody took and RUNNING ones whose owner died.
+
+        Workflows converge, so re-running a half-done one finishes it.  A
+        task no workflow can run is failed with the reason.
+        """
+        taken = []
+        for task in self._db.orphaned_tasks(base.utcnow()):
+            if task['action'] not in workflows.ACTIONS:
+                try:
+                    self._db.finish_task(
+                        task['id'], None, succeeded=False,
+                        error=base.one_line(
+                            'unknown task action %r; cannot run or resume '
+                            'it' % task['action']))
+                except exception.InvalidState:
+                    pass
+                continue
+            if self._runner.submit(task['id']):
+                LOG.info('Recovered task %s (%s, was %s).', task['id'],
+                         task['action'], task['state'])
+                taken.append(task['id'])
+        return taken
+
+    def reconcile(self) -> list[dict]:
+        """Record and start a reconcile task for each drifted resource."""
+        tasks = reconciler.record_tasks(self._db, self._runner.owner)
+        for task in tasks:
+            self._runner.submit(task['id'])
+        return tasks
