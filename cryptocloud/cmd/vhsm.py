@@ -87,9 +87,18 @@ def _health(server: server_mod.VHSMServer,
     return None
 
 
+def _hup(signum, frame) -> None:
+    # Nothing of a vHSM changes without a restart; SIGHUP (sent to every
+    # workload on a reload) must not kill it.
+    LOG.info('SIGHUP received; a vHSM has nothing to reload.')
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a vHSM until SIGTERM or SIGINT."""
     service.prepare_service(argv, prog='cryptocloud-vhsm')
+    # Before anything listens: a reload can come as soon as the port
+    # answers, and SIGHUP's default action would kill the vHSM.
+    signal.signal(signal.SIGHUP, _hup)
     try:
         server, engine, status_server = build_server()
         server.start()
@@ -110,14 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         LOG.info('Signal %d received; stopping.', signum)
         stop.set()
 
-    def _hup(signum, frame):
-        # Nothing of a vHSM changes without a restart; SIGHUP (sent to
-        # every workload on a reload) must not kill it.
-        LOG.info('SIGHUP received; a vHSM has nothing to reload.')
-
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGHUP, _hup)
     while not stop.wait(1.0):
         pass
     if status_server is not None:

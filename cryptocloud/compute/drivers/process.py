@@ -282,7 +282,9 @@ class ProcessDriver(base.WorkloadDriver):
             status.workload_ref = 'pid:%d' % pid
         else:
             child = self._children.get(workload_id)
-            code = child.returncode if child is not None else None
+            code = None
+            if child is not None and child.pid == pid:
+                code = child.poll()
             status.reason = ('process %d exited with status %s'
                              % (pid, code) if code is not None
                              else 'process %d is gone' % pid)

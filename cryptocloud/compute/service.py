@@ -1,0 +1,108 @@
+"""The compute daemon: RPC server, registration and heartbeats.
+
+At start-up the driver's ``list()`` is the truth: workloads found running
+(left by an earlier daemon) are adopted and reported with the first
+heartbeat.  Every ``[compute] heartbeat_interval`` seconds the daemon sends
+the status of all its workloads and the node's load to the conductor; this
+is also the periodic state sync from which the conductor notices exited or
+unknown workloads.  Stopping the daemon leaves the workloads running.
+"""
+
+import threading
+
+from oslo_log import log as logging
+
+from cryptocloud.common import context as cc_context
+from cryptocloud.common import rpc
+from cryptocloud.compute import manager as manager_mod
+from cryptocloud.compute import rpcapi
+from cryptocloud.conductor import rpcapi as conductor_rpcapi
+from cryptocloud.conf import CONF
+
+LOG = logging.getLogger(__name__)
+
+
+class ComputeService:
+    """One compute node: serves compute RPC and reports to the conductor."""
+
+    def __init__(self, manager: manager_mod.ComputeManager | None = None,
+                 conductor_api: conductor_rpcapi.ConductorAPI | None = None
+                 ) -> None:
+        self.manager = manager or manager_mod.ComputeManager()
+        self.host = self.manager.host
+        interval = CONF.compute.heartbeat_interval
+        self.conductor = conductor_api or conductor_rpcapi.ConductorAPI(
+            timeout=max(5, 2 * interval))
+        self.registered = False
+        self.heartbeats = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rpc_server = None
+
+    def start(self) -> None:
+        """Adopt running workloads, serve RPC, register, heartbeat."""
+        adopted = self.manager.driver.list()
+        for status in adopted:
+            LOG.info('Adopted %s workload %s (%s, %s).', status.kind,
+                     status.workload_id, status.state,
+                     status.workload_ref or status.reason)
+        self._rpc_server = rpc.get_server(
+            rpc.COMPUTE_TOPIC, self.host, rpcapi.RPC_API_VERSION,
+            [self.manager])
+        self._rpc_server.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop,
+                                        name='compute-heartbeat',
+                                        daemon=True)
+        self._thread.start()
+        LOG.info('Compute node %s serving on topic %s with %d adopted '
+                 'workloads.', self.host, rpc.COMPUTE_TOPIC, len(adopted))
+
+    def register(self) -> dict:
+        """Register this node with the conductor; return its node row."""
+        conf = CONF.compute
+        node = self.conductor.register_node(
+            cc_context.get_admin_context(), self.host, conf.address,
+            list(conf.roles), conf.vhsm_capacity, conf.instance_capacity)
+        self.registered = True
+        LOG.info('Registered compute node %s (%s) with roles %s.',
+                 self.host, conf.address, ','.join(conf.roles))
+        return node
+
+    def heartbeat(self) -> None:
+        """Send every workload's status and the node's load once."""
+        statuses = self.manager.workload_statuses()
+        self.conductor.heartbeat(
+            cc_context.get_admin_context(), self.host,
+            [s.to_dict() for s in statuses],
+            self.manager.node_load(statuses))
+        self.heartbeats += 1
+
+    def _loop(self) -> None:
+        interval = CONF.compute.heartbeat_interval
+        wait = 0.0
+        while not self._stop.wait(wait):
+            wait = interval
+            try:
+                if not self.registered:
+                    self.register()
+                self.heartbeat()
+            except Exception as exc:
+                # The conductor may be down or restarting: keep trying.
+                LOG.warning('Heartbeat of %s failed (%s: %s); retrying in '
+                            '%d s.', self.host, type(exc).__name__, exc,
+                            interval)
+
+    def stop(self) -> None:
+        """Stop heartbeats and RPC; the workloads keep running."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(CONF.compute.heartbeat_interval + 30)
+            self._thread = None
+        if self._rpc_server is not None:
+            self._rpc_server.stop()
+            self._rpc_server.wait()
+            self._rpc_server = None
+        self.manager.close()
+        LOG.info('Compute node %s stopped; its workloads keep running.',
+                 self.host)
