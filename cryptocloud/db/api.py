@@ -493,7 +493,8 @@ class Connection:
                         sa.select(_NODES)
                         .where(_NODES.c.hostname == hostname)).first())
             except db_exc.DBDuplicateEntry:
-                continue
+                LOG.debug('Node %s was registered concurrently; updating '
+                          'that row.', hostname)
         raise exception.Conflict(
             reason='node %s is being registered concurrently; retry'
                    % hostname)
@@ -546,9 +547,7 @@ class Connection:
                     .values(state=down, updated_at=now)).rowcount
                 if moved == 1:
                     changed.append(self._read(conn, 'nodes', node_id))
-        for node in changed:
-            LOG.warning('Node %s has sent no heartbeat since %s; marked %s.',
-                        node['hostname'], node['last_heartbeat'], down)
+        # The caller (the conductor's liveness task) logs and acts on them.
         return changed
 
     def node_usage(self) -> dict[int, dict]:
