@@ -25,7 +25,7 @@ PUBLIC_PATHS = tuple(r.template for r in routes.ROUTES if r.public)
 def _pecan_app(connection, conductor_api):
     return pecan.make_app(
         root.RootController(),
-        hooks=[hooks.ContextHook(),
+        hooks=[hooks.BodyHook(), hooks.ContextHook(),
                hooks.ResourcesHook(connection, conductor_api),
                hooks.ErrorHook()],
         # JSON only: "/v1/services/x.json" is not a request for JSON.

@@ -165,7 +165,7 @@ def _build_request(entry: routes.Route) -> Request:
 
 def parse_body(entry: routes.Route, request: webob.Request) -> dict:
     """The JSON body, validated against the route's schema."""
-    data = _read_body(request)
+    data = request.context.get('body', b'')
     if not data:
         return _validator(entry.body)({})
     ctype = (request.content_type or '').lower()
@@ -196,30 +196,6 @@ def parse_body(entry: routes.Route, request: webob.Request) -> dict:
             reason='malformed JSON in the request body: %s'
                    % str(exc)[:100]) from None
     return _validator(entry.body)(value)
-
-
-def _read_body(request: webob.Request) -> bytes:
-    environ = request.environ
-    limit = environ.get('cryptocloud.max_body_size',
-                        cfg.CONF.api.max_body_size)
-    stream = environ.get('wsgi.input')
-    length = environ.get('CONTENT_LENGTH')
-    if length:
-        # BodyLimit has checked that it is a number within the limit.
-        length = int(length)
-        data = stream.read(length) if length else b''
-        if len(data) != length:
-            raise exception.InvalidInput(
-                reason='the request body is shorter than its '
-                       'Content-Length')
-        return data
-    if 'chunked' in environ.get('HTTP_TRANSFER_ENCODING', '').lower():
-        # No length up front: one byte past the limit tells "too large".
-        data = stream.read(limit + 1)
-        if len(data) > limit:
-            raise exception.PayloadTooLarge(limit=limit)
-        return data
-    return b''
 
 
 _VALIDATORS: dict[int, schemas.Validator] = {}

@@ -61,6 +61,21 @@ def _not_deleting(service: dict) -> None:
             state=service['state'], action='change credentials')
 
 
+def _cast_or_forget(req: base.Request, task: dict, cred_id: str,
+                    resource_kind: str | None = None) -> dict:
+    # A token that is never shown must not stay valid: when the cast
+    # fails (503), its credential goes too.
+    try:
+        return tasks.cast(req.conn, req.conductor, req.ctx, task,
+                          resource_kind)
+    except exception.ServiceUnavailable:
+        try:
+            req.conn.delete(CREDENTIALS, cred_id)
+        except exception.NotFound:
+            pass
+        raise
+
+
 class CredentialController(base.Controller):
     """``/v1/services/{service_id}/credentials/{credential_id}``."""
 
@@ -126,7 +141,7 @@ class CredentialsController(base.Controller):
         except Exception as exc:
             tasks.abandon(req.conn, task, exc)
             raise
-        task = tasks.cast(req.conn, req.conductor, req.ctx, task)
+        task = _cast_or_forget(req, task, cred_id)
         return {'task': tasks.view(task),
                 'credential': {'id': cred_id, 'token': token}}
 
@@ -251,6 +266,6 @@ class ServicesController(base.Controller):
         except Exception as exc:
             tasks.abandon(req.conn, task, exc)
             raise
-        task = tasks.cast(req.conn, req.conductor, req.ctx, task, KIND)
+        task = _cast_or_forget(req, task, cred_id, KIND)
         return {'task': tasks.view(task), SINGULAR: view(service),
                 'credential': {'id': cred_id, 'token': token}}
