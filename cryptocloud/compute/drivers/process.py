@@ -153,8 +153,9 @@ class ProcessDriver(base.WorkloadDriver):
             return False
         child = self._children.get(workload_id)
         if child is not None and child.pid == pid:
-            if child.poll() is not None:
-                return False
+            # Our own child keeps its pid until we reap it, and between
+            # fork and exec its cmdline is still ours: trust the Popen.
+            return child.poll() is None
         state = _proc_state(pid)
         if state is None or state in ('Z', 'X'):
             return False
