@@ -1,0 +1,189 @@
+"""A real control plane for functional tests.
+
+``ControlPlane`` runs ``cryptocloud-api``, ``cryptocloud-conductor`` and
+several ``cryptocloud-compute`` daemons (distinct host names, one machine)
+as processes over RabbitMQ, with the control database and the keystore on
+the backend the test chose.  Each test gets its own RabbitMQ virtual host
+and databases, so parallel workers never see each other's messages.
+"""
+
+import configparser
+import io
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import bcrypt
+import fixtures
+import requests
+
+from cryptocloud.common import secretfile
+from cryptocloud.common import workloads
+from cryptocloud.db import migration
+
+HOST = '127.0.0.1'
+ADMIN = ('admin', 'admin-secret-pw')
+TENANT = ('alice', 'alice-secret-pw')
+TENANT_PROJECT = 'project-a'
+
+
+class RabbitVhost(fixtures.Fixture):
+    """A RabbitMQ virtual host made for one test and deleted after it."""
+
+    def _setUp(self):
+        if not workloads.port_open(HOST, 5672):
+            raise RuntimeError('RabbitMQ does not listen on 127.0.0.1:5672')
+        self.name = 'cctest-%s' % uuid.uuid4().hex[:12]
+        self._ctl('add_vhost', self.name)
+        self.addCleanup(self._ctl, 'delete_vhost', self.name)
+        self._ctl('set_permissions', '-p', self.name, 'guest', '.*', '.*',
+                  '.*')
+        self.url = 'rabbit://guest:guest@%s:5672/%s' % (HOST, self.name)
+
+    @staticmethod
+    def _ctl(*args):
+        subprocess.run(['rabbitmqctl', '-q', *args], check=True,
+                       capture_output=True, timeout=60)
+
+
+def _htpasswd_line(user: str, password: str, project: str,
+                   roles: str) -> str:
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4))
+    return '%s:%s:%s:%s\n' % (user, hashed.decode(), project, roles)
+
+
+def _conf_text(groups: dict) -> str:
+    parser = configparser.ConfigParser(interpolation=None)
+    for group, opts in groups.items():
+        parser[group] = {k: str(v) for k, v in opts.items()
+                         if v is not None}
+    out = io.StringIO()
+    parser.write(out)
+    return out.getvalue()
+
+
+class ControlPlane(fixtures.Fixture):
+    """API + conductor + ``computes`` compute daemons as processes."""
+
+    def __init__(self, database_url: str, keystore_url: str,
+                 transport_url: str, *, computes: tuple = (
+                     ('device-1', 'device'), ('device-2', 'device'),
+                     ('service-1', 'service'), ('service-2', 'service')),
+                 heartbeat_timeout: int = 6, periodic_interval: int = 2):
+        super().__init__()
+        self.database_url = database_url
+        self.keystore_url = keystore_url
+        self.transport_url = transport_url
+        self.compute_specs = computes
+        self.heartbeat_timeout = heartbeat_timeout
+        self.periodic_interval = periodic_interval
+
+    def _setUp(self):
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        self.master_key = os.path.join(self.dir, 'master.key')
+        self.seed = os.path.join(self.dir, 'group-secret.seed')
+        secretfile.create_secret_file(self.master_key)
+        secretfile.create_secret_file(self.seed)
+        self.htpasswd = os.path.join(self.dir, 'htpasswd')
+        with open(self.htpasswd, 'w') as f:
+            f.write(_htpasswd_line(*ADMIN, 'admin', 'admin'))
+            f.write(_htpasswd_line(*TENANT, TENANT_PROJECT, 'member'))
+        migration.upgrade(self.database_url, schema='control')
+        migration.upgrade(self.keystore_url, schema='keystore')
+        self.api_port = workloads.free_port()
+        self.processes: dict[str, workloads.LocalProcess] = {}
+        self._start('conductor', 'cryptocloud.cmd.conductor',
+                    self._write_conf('conductor', self._common()))
+        for index, (host, roles) in enumerate(self.compute_specs):
+            self.start_compute(host, roles, index)
+        self._start('api', 'cryptocloud.cmd.api',
+                    self._write_conf('api', self._common()))
+        self.processes['api'].wait_listening(HOST, self.api_port)
+        self.url = 'http://%s:%d' % (HOST, self.api_port)
+        self.session = requests.Session()
+        self.addCleanup(self.session.close)
+
+    def _common(self) -> dict:
+        return {
+            'DEFAULT': {'transport_url': self.transport_url, 'debug': 'true'},
+            'database': {'connection': self.database_url},
+            'api': {'host': HOST, 'port': self.api_port,
+                    'auth_strategy': 'http_basic',
+                    'http_basic_auth_user_file': self.htpasswd},
+            'conductor': {'host': 'conductor-1',
+                          'heartbeat_timeout': self.heartbeat_timeout,
+                          'periodic_interval': self.periodic_interval},
+        }
+
+    def _write_conf(self, name: str, groups: dict) -> str:
+        return workloads.write_config(
+            os.path.join(self.dir, '%s.conf' % name), _conf_text(groups))
+
+    def _start(self, name: str, module: str, conf: str):
+        proc = workloads.LocalProcess(
+            name, [sys.executable, '-m', module, '--config-file', conf],
+            os.path.join(self.dir, '%s.log' % name))
+        proc.start()
+        self.addCleanup(proc.stop)
+        self.processes[name] = proc
+        return proc
+
+    def start_compute(self, host: str, roles: str, index: int) -> None:
+        """Start (or restart) the compute daemon named ``host``."""
+        groups = self._common()
+        base = 21000 + index * 200
+        groups['compute'] = {
+            'host': host, 'address': HOST, 'roles': roles,
+            'driver': 'process',
+            'state_path': os.path.join(self.dir, 'compute-' + host),
+            'port_range_start': base, 'port_range_end': base + 199,
+            'heartbeat_interval': 1,
+            'master_key_file': self.master_key,
+            'group_secret_seed_file': self.seed,
+            'keystore_connection': self.keystore_url,
+        }
+        self._start('compute-' + host, 'cryptocloud.cmd.compute',
+                    self._write_conf('compute-' + host, groups))
+
+    def log_files(self) -> list[str]:
+        found = []
+        for root, _, names in os.walk(self.dir):
+            found += [os.path.join(root, n) for n in names
+                      if n.endswith('.log')]
+        return found
+
+    # -- admin API calls --------------------------------------------------
+
+    def call(self, method: str, path: str, body=None, auth=ADMIN,
+             **kwargs):
+        return self.session.request(method, self.url + path, json=body,
+                                    auth=auth, timeout=60, **kwargs)
+
+    def ok(self, method: str, path: str, body=None, auth=ADMIN,
+           expect=(200, 201, 202)) -> dict:
+        resp = self.call(method, path, body, auth)
+        if resp.status_code not in expect:
+            raise AssertionError('%s %s -> %d %s' % (
+                method, path, resp.status_code, resp.text[:800]))
+        return resp.json() if resp.content else {}
+
+    def wait_for(self, path: str, predicate, timeout: float = 90.0,
+                 auth=ADMIN) -> dict:
+        """Poll ``path`` until ``predicate(body)``; fail with the last body."""
+        deadline = time.monotonic() + timeout
+        body = None
+        while time.monotonic() < deadline:
+            body = self.ok('GET', path, auth=auth)
+            if predicate(body):
+                return body
+            time.sleep(0.3)
+        raise AssertionError('timed out waiting on %s; last: %s'
+                             % (path, body))
+
+    def wait_task(self, task_id: str, timeout: float = 120.0) -> dict:
+        task = self.wait_for('/v1/tasks/%s' % task_id,
+                             lambda t: t['state'] in ('SUCCEEDED', 'FAILED'),
+                             timeout)
+        return task

@@ -1,0 +1,161 @@
+"""The control plane end to end, as the patent's claims 1, 4 and 5 say.
+
+Real processes: cryptocloud-api, cryptocloud-conductor and four compute
+daemons with distinct host names (two device nodes, two service nodes)
+over RabbitMQ, the control database and keystore on MariaDB, and the
+process driver starting real vHSMs and service instances.  The same
+scenarios run in one process on the in-process bus with SQLite through
+cryptocloud-all-in-one (test_all_in_one.py).
+"""
+
+import base64
+import signal
+import time
+
+import testtools
+
+from cryptocloud.common import workloads
+from cryptocloud.tests import db as test_db
+from cryptocloud.tests.functional import controlplane
+from cryptocloud.tests.functional.test_dataplane import openssl_sm2_verify
+
+MESSAGE = b'claim 1: sign through the provisioned endpoint'
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class TestControlPlaneRabbitMariaDB(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        control_db = self.useFixture(test_db.Database('mysql'))
+        keystore_db = self.useFixture(test_db.Database('mysql'))
+        vhost = self.useFixture(controlplane.RabbitVhost())
+        self.cp = self.useFixture(controlplane.ControlPlane(
+            control_db.url, keystore_db.url, vhost.url))
+        self.cp.wait_for('/v1/nodes', lambda b: len(
+            [n for n in b['nodes'] if n['state'] == 'UP']) == 4)
+
+    def _provision(self, size=3, instances=2):
+        cp = self.cp
+        made = cp.ok('POST', '/v1/vhsm_groups',
+                     {'name': 'bank-hsm', 'size': size})
+        group_id = made['vhsm_group']['id']
+        self.assertEqual('SUCCEEDED',
+                         cp.wait_task(made['task']['id'])['state'])
+        made = cp.ok('POST', '/v1/services', {
+            'name': 'payments', 'vhsm_group_id': group_id,
+            'instances': instances, 'replicas': 0})
+        service = made['service']
+        token = made['credential']['token']
+        task = cp.wait_task(made['task']['id'])
+        self.assertEqual('SUCCEEDED', task['state'], task)
+        service = cp.ok('GET', '/v1/services/%s' % service['id'])
+        return group_id, service, token
+
+    def _tenant_sign(self, endpoint: dict, token: str):
+        import requests
+        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
+        hdrs = {'Authorization': 'Bearer ' + token}
+        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
+                            headers=hdrs, timeout=30)
+        self.assertEqual(201, key.status_code, key.text)
+        key_id = key.json()['key_id']
+        sig = requests.post(url + '/v1/keys/%s/sign' % key_id,
+                            json={'message': b64(MESSAGE)}, headers=hdrs,
+                            timeout=30)
+        self.assertEqual(200, sig.status_code, sig.text)
+        pem = requests.get(url + '/v1/keys/%s/public-key' % key_id,
+                           headers=hdrs, timeout=30).json()
+        return pem['public_key_pem'], base64.b64decode(
+            sig.json()['signature'])
+
+    def test_provision_sign_resize_and_delete(self):
+        cp = self.cp
+        group_id, service, token = self._provision()
+        self.assertEqual('ACTIVE', service['state'])
+        vhsms = cp.ok('GET', '/v1/vhsms?group_id=%s' % group_id)['vhsms']
+        self.assertEqual(3, len(vhsms))
+        nodes = {n['id']: n for n in cp.ok('GET', '/v1/nodes')['nodes']}
+        # Spread over both device nodes, only on device nodes.
+        self.assertEqual(2, len({v['node_id'] for v in vhsms}))
+        self.assertTrue(all('device' in nodes[v['node_id']]['roles']
+                            for v in vhsms))
+        instances = cp.ok('GET', '/v1/instances?service_id=%s'
+                          % service['id'])['instances']
+        self.assertEqual(2, len({i['node_id'] for i in instances}))
+        self.assertTrue(all('service' in nodes[i['node_id']]['roles']
+                            for i in instances))
+        assoc = cp.ok('GET', '/v1/associations')['associations']
+        self.assertEqual(6, len(assoc))
+
+        # Claim 3: the tenant uses the endpoint it was handed.
+        pem, sig = self._tenant_sign(service['endpoint'], token)
+        self.assertTrue(openssl_sm2_verify(pem, MESSAGE, sig))
+
+        # Resize both ways.
+        task = cp.ok('PATCH', '/v1/vhsm_groups/%s' % group_id,
+                     {'size': 4})['task']
+        self.assertEqual('SUCCEEDED', cp.wait_task(task['id'])['state'])
+        task = cp.ok('PATCH', '/v1/services/%s' % service['id'],
+                     {'instances': 1})['task']
+        self.assertEqual('SUCCEEDED', cp.wait_task(task['id'])['state'])
+        self.assertEqual(4, len(cp.ok(
+            'GET', '/v1/vhsms?group_id=%s' % group_id)['vhsms']))
+        self.assertEqual(1, len(cp.ok(
+            'GET', '/v1/instances?service_id=%s' % service['id'])[
+                'instances']))
+        service = cp.ok('GET', '/v1/services/%s' % service['id'])
+        pem, sig = self._tenant_sign(service['endpoint'], token)
+        self.assertTrue(openssl_sm2_verify(pem, MESSAGE, sig))
+
+        # Delete leaves no process, port or row behind.
+        ports = [i['port'] for i in cp.ok(
+            'GET', '/v1/instances?service_id=%s' % service['id'])[
+                'instances']]
+        ports += [v['port'] for v in cp.ok(
+            'GET', '/v1/vhsms?group_id=%s' % group_id)['vhsms']]
+        task = cp.ok('DELETE', '/v1/services/%s' % service['id'])['task']
+        self.assertEqual('SUCCEEDED', cp.wait_task(task['id'])['state'])
+        task = cp.ok('DELETE', '/v1/vhsm_groups/%s' % group_id)['task']
+        self.assertEqual('SUCCEEDED', cp.wait_task(task['id'])['state'])
+        self.assertEqual([], cp.ok('GET', '/v1/vhsms')['vhsms'])
+        self.assertEqual([], cp.ok('GET', '/v1/instances')['instances'])
+        self.assertEqual([], cp.ok('GET', '/v1/associations')[
+            'associations'])
+        for port in ports:
+            self.assertFalse(workloads.port_open('127.0.0.1', port),
+                             'port %d still open' % port)
+
+    def test_conductor_killed_during_provisioning(self):
+        cp = self.cp
+        made = cp.ok('POST', '/v1/vhsm_groups', {'name': 'g', 'size': 3})
+        time.sleep(0.3)
+        cp.processes['conductor'].kill()
+        cp.processes['conductor'].start()
+        task = cp.wait_task(made['task']['id'], timeout=180)
+        self.assertIn(task['state'], ('SUCCEEDED', 'FAILED'))
+        if task['state'] == 'FAILED':
+            self.assertTrue(task['error'])
+        else:
+            group = cp.ok('GET', '/v1/vhsm_groups/%s'
+                          % made['vhsm_group']['id'])
+            self.assertEqual('ACTIVE', group['state'])
+
+    def test_stopped_compute_node_goes_down_and_gets_no_work(self):
+        cp = self.cp
+        cp.processes['compute-device-2'].signal(signal.SIGTERM)
+        cp.processes['compute-device-2'].stop()
+        cp.wait_for('/v1/nodes', lambda b: any(
+            n['hostname'] == 'device-2' and n['state'] == 'DOWN'
+            for n in b['nodes']), timeout=60)
+        made = cp.ok('POST', '/v1/vhsm_groups', {'name': 'g', 'size': 2})
+        self.assertEqual('SUCCEEDED',
+                         cp.wait_task(made['task']['id'])['state'])
+        nodes = {n['id']: n['hostname']
+                 for n in cp.ok('GET', '/v1/nodes')['nodes']}
+        vhsms = cp.ok('GET', '/v1/vhsms?group_id=%s'
+                      % made['vhsm_group']['id'])['vhsms']
+        self.assertEqual({'device-1'}, {nodes[v['node_id']] for v in vhsms})
