@@ -5,6 +5,12 @@ executor; nothing is monkey-patched.  Payloads are plain JSON-able dicts;
 the request context travels beside them as a dict.
 """
 
+# Selects oslo.service's threading backend; oslo.messaging imports
+# oslo.service, which would otherwise pick eventlet.
+from cryptocloud.common import threading_backend  # noqa: F401
+
+# isort: split
+
 import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_messaging import opts as messaging_opts
