@@ -10,6 +10,7 @@ and databases, so parallel workers never see each other's messages.
 import configparser
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -48,6 +49,27 @@ class RabbitVhost(fixtures.Fixture):
                        capture_output=True, timeout=60)
 
 
+def kill_processes_under(path: str) -> list[int]:
+    """SIGKILL every process whose command line names ``path``."""
+    killed = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                cmdline = f.read().replace(b'\0', b' ').decode(
+                    'utf-8', 'replace')
+        except OSError:
+            continue
+        if path in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
+            except ProcessLookupError:
+                pass
+    return killed
+
+
 def _htpasswd_line(user: str, password: str, project: str,
                    roles: str) -> str:
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4))
@@ -82,6 +104,9 @@ class ControlPlane(fixtures.Fixture):
 
     def _setUp(self):
         self.dir = self.useFixture(fixtures.TempDir()).path
+        # Compute daemons leave their workloads running when they stop
+        # (they are adopted at the next start); the test must not.
+        self.addCleanup(kill_processes_under, self.dir)
         self.master_key = os.path.join(self.dir, 'master.key')
         self.seed = os.path.join(self.dir, 'group-secret.seed')
         secretfile.create_secret_file(self.master_key)
