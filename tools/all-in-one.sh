@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The main job on one machine: set up, start a vHSM group of two and a
-# crypto-service instance, create an SM2 key, sign with it through the
-# tenant REST API, check the signature with openssl, print the endpoint, the
-# credential and a curl example, and keep serving until Ctrl-C.
+# The main job on one machine: set up, then run cryptocloud-all-in-one —
+# admin API, conductor and a compute node in one process (SQLite, the
+# in-process bus, the process driver) — which provisions a vHSM group and
+# a crypto service, signs with SM2 through the service endpoint, checks the
+# signature with openssl, prints endpoint, credential and curl examples and
+# serves until Ctrl-C.
 #
-#   bash tools/all-in-one.sh [--workdir DIR]
+#   bash tools/all-in-one.sh [--state-dir DIR] [--no-wait] [--help]
 set -euo pipefail
 source "$(dirname "$0")/setup-env.sh"
-exec "$VENV/bin/python" "$TOP/tools/quickstart.py" "$@"
+cd "$TOP"
+exec "$VENV/bin/cryptocloud-all-in-one" "$@"

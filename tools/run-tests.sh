@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs on a fresh Debian 12 machine, run
-# the whole suite (unit + functional, against the real MariaDB, PostgreSQL
-# and openssl), and print "N passed, N failed, N skipped" from the results.
+# the whole suite (unit + functional, against the real MariaDB, PostgreSQL,
+# RabbitMQ and openssl), and print "N passed, N failed, N skipped" from the results.
 #
 #   bash tools/run-tests.sh              # everything
 #   bash tools/run-tests.sh REGEX        # only tests whose id matches REGEX
@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/setup-env.sh"
 cd "$TOP"
 
-# -- database servers the functional tests use -------------------------------
+# -- database and message servers the functional tests use -------------------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() {
     for _ in $(seq 1 60); do port_open "$1" && return 0; sleep 0.5; done
@@ -24,6 +24,12 @@ if ! port_open 5432; then
     log "Starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
     wait_port 5432
+fi
+
+if ! port_open 5672; then
+    log "Starting RabbitMQ"
+    rabbitmq-server -detached
+    wait_port 5672
 fi
 
 # -- the suite ---------------------------------------------------------------
