@@ -10,8 +10,7 @@ A unit test fails when the committed file and a fresh generation differ.
 import copy
 import sys
 
-import yaml
-
+from cryptocloud.common import openapi as common_openapi
 from cryptocloud.cryptoservice import app as app_mod
 from cryptocloud.cryptoservice import schemas
 
@@ -159,29 +158,14 @@ def build_document() -> dict:
     }
 
 
-class _Dumper(yaml.SafeDumper):
-    """Emit shared sub-schemas in full instead of YAML anchors."""
-
-    def ignore_aliases(self, data):
-        return True
-
-
 def render() -> str:
     """The OpenAPI document as YAML text (stable across runs)."""
-    return yaml.dump(build_document(), Dumper=_Dumper, sort_keys=False,
-                     default_flow_style=False, width=79, allow_unicode=False)
+    return common_openapi.dump(build_document())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Write the document to OUTFILE (default: stdout)."""
-    argv = sys.argv[1:] if argv is None else argv
-    text = render()
-    if argv:
-        with open(argv[0], 'w', encoding='utf-8') as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return common_openapi.write_main(render, argv)
 
 
 if __name__ == '__main__':
