@@ -7,7 +7,14 @@ imports oslo.messaging.  The data-plane programs (vHSM, crypto service)
 use neither library and do not import it.
 """
 
-from oslo_service import backend
+import warnings
+
+# futurist imports eventlet only to find out whether it is installed (it
+# is, as a dependency of oslo.service); eventlet then warns that it is
+# deprecated.  Nothing here uses it, so that one warning is noise.
+warnings.filterwarnings('ignore', message='\\s*Eventlet is deprecated')
+
+from oslo_service import backend  # noqa: E402
 
 
 def select() -> None:
