@@ -19,6 +19,7 @@ import uuid
 import bcrypt
 import fixtures
 import requests
+from testtools import content
 
 from cryptocloud.common import secretfile
 from cryptocloud.common import workloads
@@ -93,7 +94,7 @@ class ControlPlane(fixtures.Fixture):
                  transport_url: str, *, computes: tuple = (
                      ('device-1', 'device'), ('device-2', 'device'),
                      ('service-1', 'service'), ('service-2', 'service')),
-                 heartbeat_timeout: int = 6, periodic_interval: int = 2):
+                 heartbeat_timeout: int = 10, periodic_interval: int = 2):
         super().__init__()
         self.database_url = database_url
         self.keystore_url = keystore_url
@@ -171,6 +172,25 @@ class ControlPlane(fixtures.Fixture):
         }
         self._start('compute-' + host, 'cryptocloud.cmd.compute',
                     self._write_conf('compute-' + host, groups))
+
+    def attach_diagnostics(self, test):
+        """An exception handler adding tasks and warnings to ``test``."""
+
+        def attach(exc_info):
+            try:
+                tasks = self.ok('GET', '/v1/tasks')
+            except Exception as exc:  # noqa: BLE001 - best effort
+                tasks = 'no task list: %s' % exc
+            test.addDetail('tasks', content.text_content(str(tasks)))
+            for path in self.log_files():
+                with open(path, errors='replace') as f:
+                    lines = [line for line in f
+                             if ' WARNING ' in line or ' ERROR ' in line]
+                if lines:
+                    test.addDetail(os.path.relpath(path, self.dir),
+                                   content.text_content(
+                                       ''.join(lines[-60:])))
+        return attach
 
     def log_files(self) -> list[str]:
         found = []
