@@ -34,6 +34,7 @@ from cryptocloud.conf import CONF
 LOG = logging.getLogger(__name__)
 
 GROUP_SECRET_FILE = 'group.secret'  # noqa: S105 - a file name
+MASTER_KEY_FILE = 'master.key'
 CREDENTIALS_FILE = 'credentials.json'
 _GROUP_ID = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
 _SHA256_HEX = re.compile(r'^[0-9a-f]{64}$')
@@ -74,6 +75,23 @@ def _check_endpoints(endpoints) -> list[str]:
                 reason='%r is not a host:port vHSM endpoint'
                        % str(endpoint)[:100])
     return list(endpoints)
+
+
+# registry[:port]/repository@sha256:<64 hex>
+_IMAGE_REF = re.compile(
+    r'^[A-Za-z0-9.-]+(:[0-9]{1,5})?/[a-z0-9]+([._/-][a-z0-9]+)*'
+    r'@sha256:[0-9a-f]{64}$')
+
+
+def _check_image(image) -> str | None:
+    if image is None:
+        return None
+    if not isinstance(image, str) or not _IMAGE_REF.match(image):
+        raise exception.InvalidInput(
+            reason='image must be a registry reference pinned by digest '
+                   '(host:port/repository@sha256:...), not %r'
+                   % str(image)[:200])
+    return image
 
 
 def credentials_file_text(credentials) -> str:
@@ -182,24 +200,27 @@ class ComputeManager:
         return {GROUP_SECRET_FILE: _secret_file_text(secret)}
 
     def _vhsm_spec(self, vhsm_id: str, group_id: str, port: int,
-                   status_port: int) -> base.WorkloadSpec:
+                   status_port: int,
+                   image: str | None = None) -> base.WorkloadSpec:
         workdir = self.driver.workdir(vhsm_id)
         config = workloads.VHSMConfig(
             group_id=group_id, port=port, host=self.address,
             status_port=status_port, member_id=vhsm_id,
             keystore_url=self.conf.keystore_connection,
-            master_key_file=self.conf.master_key_file,
+            master_key_file=os.path.join(workdir, MASTER_KEY_FILE),
             auth_secret_file=os.path.join(workdir, GROUP_SECRET_FILE))
         return base.WorkloadSpec(
             workload_id=vhsm_id, kind=base.VHSM, port=port,
             status_port=status_port, config_text=config.render(),
             workdir=workdir, host=self.address,
             files=self._group_files(group_id),
-            metadata={'group_id': group_id})
+            node_files={MASTER_KEY_FILE: self.conf.master_key_file},
+            metadata={'group_id': group_id}, image=image)
 
     def _instance_spec(self, instance_id: str, service_id: str,
                        group_id: str, port: int, vhsm_endpoints: list[str],
-                       credentials: list[dict]) -> base.WorkloadSpec:
+                       credentials: list[dict],
+                       image: str | None = None) -> base.WorkloadSpec:
         workdir = self.driver.workdir(instance_id)
         config = workloads.ServiceConfig(
             port=port, host=self.address, vhsm_endpoints=vhsm_endpoints,
@@ -210,7 +231,7 @@ class ComputeManager:
         return base.WorkloadSpec(
             workload_id=instance_id, kind=base.CRYPTOSERVICE, port=port,
             config_text=config.render(), workdir=workdir, host=self.address,
-            files=files,
+            files=files, image=image,
             metadata={'group_id': group_id, 'service_id': service_id})
 
     # -- starting ---------------------------------------------------------
@@ -318,28 +339,38 @@ class ComputeManager:
     # -- RPC endpoints ----------------------------------------------------
 
     def start_vhsm(self, context: cc_context.RequestContext, vhsm_id: str,
-                   group_id: str) -> dict:
-        """Start vHSM ``vhsm_id`` of ``group_id``; its workload status."""
+                   group_id: str, image: str | None = None) -> dict:
+        """Start vHSM ``vhsm_id`` of ``group_id``; its workload status.
+
+        ``image`` (RPC 1.1) is the digest-pinned vHSM image reference.
+        """
         self._check_role('device')
         _check_group_id(group_id)
+        image = _check_image(image)
         return self._start(
             vhsm_id, base.VHSM, 2,
-            lambda ports: self._vhsm_spec(vhsm_id, group_id, *ports))
+            lambda ports: self._vhsm_spec(vhsm_id, group_id, *ports,
+                                          image=image))
 
     def start_instance(self, context: cc_context.RequestContext,
                        instance_id: str, service_id: str, group_id: str,
                        vhsm_endpoints: list[str],
-                       credentials: list[dict]) -> dict:
-        """Start a crypto-service instance; its workload status."""
+                       credentials: list[dict],
+                       image: str | None = None) -> dict:
+        """Start a crypto-service instance; its workload status.
+
+        ``image`` (RPC 1.1) is the digest-pinned service image reference.
+        """
         self._check_role('service')
         _check_group_id(group_id)
         endpoints = _check_endpoints(vhsm_endpoints)
         credentials_file_text(credentials)
+        image = _check_image(image)
         return self._start(
             instance_id, base.CRYPTOSERVICE, 1,
             lambda ports: self._instance_spec(
                 instance_id, service_id, group_id, ports[0], endpoints,
-                credentials))
+                credentials, image))
 
     def update_instance(self, context: cc_context.RequestContext,
                         instance_id: str, vhsm_endpoints: list[str],
@@ -360,7 +391,7 @@ class ComputeManager:
             spec = self._instance_spec(
                 instance_id, current.metadata.get('service_id', ''),
                 current.metadata.get('group_id', ''), current.port,
-                endpoints, credentials)
+                endpoints, credentials, current.metadata.get('image'))
             status = self.driver.update(spec)
             LOG.info('Updated service instance %s: %d vHSMs, %d '
                      'credentials.', instance_id, len(endpoints),

@@ -15,7 +15,7 @@ from cryptocloud.common import rpc
 from cryptocloud.conf import CONF
 
 # Shared by this client and ComputeManager (the server).
-RPC_API_VERSION = '1.0'
+RPC_API_VERSION = '1.1'
 
 
 class ComputeAPI:
@@ -25,6 +25,8 @@ class ComputeAPI:
 
     | 1.0 - Initial version: start_vhsm, start_instance, update_instance,
     |       stop_workload, list_workloads (all calls).
+    | 1.1 - start_vhsm and start_instance take ``image``, the registry
+    |       reference pinned by digest that the workload runs from.
     """
 
     RPC_API_VERSION = RPC_API_VERSION
@@ -53,26 +55,39 @@ class ComputeAPI:
     def _prepare(self, host: str, version: str = '1.0'):
         return self.client.prepare(server=host, version=version)
 
+    def _image_kwargs(self, image: str | None) -> tuple[str, dict]:
+        if image is None:
+            return '1.0', {}
+        if not self.can_send_version('1.1'):
+            # An older compute node cannot run images: it ignores them
+            # with the process driver, which is all it has.
+            return '1.0', {}
+        return '1.1', {'image': image}
+
     def start_vhsm(self, ctxt: cc_context.RequestContext, host: str,
-                   vhsm_id: str, group_id: str) -> dict:
+                   vhsm_id: str, group_id: str,
+                   image: str | None = None) -> dict:
         """Start vHSM ``vhsm_id`` of ``group_id`` on ``host``; its status."""
-        return self._prepare(host).call(ctxt, 'start_vhsm', vhsm_id=vhsm_id,
-                                        group_id=group_id)
+        version, extra = self._image_kwargs(image)
+        return self._prepare(host, version).call(
+            ctxt, 'start_vhsm', vhsm_id=vhsm_id, group_id=group_id, **extra)
 
     def start_instance(self, ctxt: cc_context.RequestContext, host: str,
                        instance_id: str, service_id: str, group_id: str,
                        vhsm_endpoints: list[str],
-                       credentials: list[dict]) -> dict:
+                       credentials: list[dict],
+                       image: str | None = None) -> dict:
         """Start a service instance on ``host``; its workload status.
 
         ``vhsm_endpoints`` are ``host:port`` strings; ``credentials`` are
         ``{id, project_id, secret_sha256}`` dicts (hashes, never tokens).
         """
-        return self._prepare(host).call(
+        version, extra = self._image_kwargs(image)
+        return self._prepare(host, version).call(
             ctxt, 'start_instance', instance_id=instance_id,
             service_id=service_id, group_id=group_id,
             vhsm_endpoints=list(vhsm_endpoints),
-            credentials=[dict(c) for c in credentials])
+            credentials=[dict(c) for c in credentials], **extra)
 
     def update_instance(self, ctxt: cc_context.RequestContext, host: str,
                         instance_id: str, vhsm_endpoints: list[str],

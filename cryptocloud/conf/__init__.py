@@ -11,6 +11,8 @@ from cryptocloud.conf import compute
 from cryptocloud.conf import conductor
 from cryptocloud.conf import cryptoservice
 from cryptocloud.conf import database
+from cryptocloud.conf import docker
+from cryptocloud.conf import images
 from cryptocloud.conf import keystore
 from cryptocloud.conf import vhsm
 
@@ -21,5 +23,7 @@ compute.register_opts(CONF)
 conductor.register_opts(CONF)
 cryptoservice.register_opts(CONF)
 database.register_opts(CONF)
+docker.register_opts(CONF)
+images.register_opts(CONF)
 keystore.register_opts(CONF)
 vhsm.register_opts(CONF)

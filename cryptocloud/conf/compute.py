@@ -27,8 +27,8 @@ OPTS = [
     cfg.StrOpt('driver', default='process',
                help='Workload driver, by entry point name in '
                     'cryptocloud.compute.drivers: "process" (local '
-                    'processes) here; "docker" comes with the container '
-                    'work.'),
+                    'processes, the all-in-one) or "docker" (containers '
+                    'from the image registry, see [docker]).'),
     cfg.StrOpt('state_path', default='/var/lib/cryptocloud/compute',
                help='Directory for workload config, secret and log '
                     'files.'),

@@ -6,11 +6,13 @@ from cryptocloud.conf import compute
 from cryptocloud.conf import conductor
 from cryptocloud.conf import cryptoservice
 from cryptocloud.conf import database
+from cryptocloud.conf import docker
+from cryptocloud.conf import images
 from cryptocloud.conf import keystore
 from cryptocloud.conf import vhsm
 
-_MODULES = (api, compute, conductor, cryptoservice, database, keystore,
-            vhsm)
+_MODULES = (api, compute, conductor, cryptoservice, database, docker,
+            images, keystore, vhsm)
 
 
 def list_opts():

@@ -1,7 +1,7 @@
 """The workload driver interface of the compute daemon.
 
 A driver runs vHSMs and crypto-service instances on this node: as local
-processes (``process``), as containers (``docker``, later) or only in
+processes (``process``), as containers (``docker``) or only in
 memory (``recording``, for the control-plane scale benchmark).  Drivers are
 loaded by name from the ``cryptocloud.compute.drivers`` entry points and
 never import the db layer: they know workloads, not rows.
@@ -9,6 +9,7 @@ never import the db layer: they know workloads, not rows.
 
 import abc
 import dataclasses
+import os
 import re
 
 import stevedore
@@ -41,6 +42,15 @@ def check_workload_id(workload_id: str) -> str:
     return workload_id
 
 
+def check_file_name(name: str) -> str:
+    """Refuse workload file names that are not plain names."""
+    if (not isinstance(name, str) or not name or os.path.basename(name) != name
+            or name.startswith('.')):
+        raise exception.InvalidInput(
+            reason='workload file name %r is not a plain name' % name)
+    return name
+
+
 def empty_load() -> dict:
     """The load figures of a workload that has not been measured."""
     return {'requests_per_s': 0.0, 'in_flight': 0, 'p95_ms': 0.0,
@@ -65,6 +75,16 @@ class WorkloadSpec:
     # Plain, non-secret facts kept with the workload so that a restarted
     # daemon knows what it adopted (group id, service id...).
     metadata: dict = dataclasses.field(default_factory=dict)
+    # Files of this node the workload reads (name -> path here), such as
+    # the operator master key.  They appear as ``<workdir>/<name>``: the
+    # process driver links them, the docker driver copies them readable
+    # by the container's user only.  Never logged.
+    node_files: dict[str, str] = dataclasses.field(default_factory=dict,
+                                                   repr=False)
+    # Image to run, a registry reference pinned by digest
+    # (``host:port/repo@sha256:...``).  Drivers that run no images
+    # ignore it.
+    image: str | None = None
 
     def __post_init__(self) -> None:
         check_workload_id(self.workload_id)

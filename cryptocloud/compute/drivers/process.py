@@ -6,7 +6,8 @@ session of its own, so that it keeps running when the daemon stops or
 restarts.  Its files live in ``<state_path>/workloads/<workload_id>/``:
 
 - ``workload.json``: kind, ports and non-secret metadata (for adoption);
-- ``<kind>.conf`` and the extra files of the spec, mode 0600;
+- ``<kind>.conf`` and the extra files of the spec, mode 0600, and links
+  to the node files it reads (the master key);
 - ``pid``: the process id;
 - ``workload.log``: everything the program prints.
 
@@ -109,11 +110,17 @@ class ProcessDriver(base.WorkloadDriver):
         os.makedirs(workdir, mode=0o700, exist_ok=True)
         os.chmod(workdir, 0o700)
         for name, text in spec.files.items():
-            if os.path.basename(name) != name or name.startswith('.'):
-                raise exception.InvalidInput(
-                    reason='workload file name %r is not a plain name'
-                           % name)
+            base.check_file_name(name)
             _write_private(os.path.join(workdir, name), text)
+        for name, source in spec.node_files.items():
+            base.check_file_name(name)
+            # A link, not a copy: the node's file stays the only one.
+            link = os.path.join(workdir, name)
+            tmp = os.path.join(workdir, '.tmp-link-' + name)
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(os.path.abspath(source), tmp)
+            os.replace(tmp, link)
         config_file = self._config_path(spec.workload_id, spec.kind)
         _write_private(config_file, spec.config_text)
         meta = {'workload_id': spec.workload_id, 'kind': spec.kind,
