@@ -35,6 +35,8 @@ class ComputeService:
             timeout=max(5, 2 * interval))
         self.registered = False
         self.heartbeats = 0
+        # Orphans named by the previous heartbeat's answer.
+        self._orphans: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rpc_server = None
@@ -70,13 +72,32 @@ class ComputeService:
         return node
 
     def heartbeat(self) -> None:
-        """Send every workload's status and the node's load once."""
+        """Send every workload's status and the node's load once.
+
+        Workloads the conductor calls orphans in two heartbeats running
+        (no row describes them: deleted while this node was away) are
+        removed; one answer alone could race a workload being recorded.
+        """
         statuses = self.manager.workload_statuses()
-        self.conductor.heartbeat(
+        reply = self.conductor.heartbeat(
             cc_context.get_admin_context(), self.host,
             [s.to_dict() for s in statuses],
             self.manager.node_load(statuses))
         self.heartbeats += 1
+        orphans = set()
+        if isinstance(reply, dict):
+            orphans = {o for o in reply.get('orphans') or ()
+                       if isinstance(o, str)}
+        for workload_id in sorted(orphans & self._orphans):
+            LOG.warning('Removing workload %s: the control plane has no '
+                        'record of it.', workload_id)
+            try:
+                self.manager.stop_workload(cc_context.get_admin_context(),
+                                           workload_id)
+            except Exception as exc:  # noqa: BLE001 - retried next time
+                LOG.warning('Could not remove orphan %s: %s', workload_id,
+                            exc)
+        self._orphans = orphans - self._orphans
 
     def _loop(self) -> None:
         interval = CONF.compute.heartbeat_interval

@@ -35,6 +35,9 @@ class ConductorManager:
 
     def heartbeat(self, context, host: str, workloads: list[dict],
                   load: dict) -> dict:
-        """Record the node alive and the states of its workloads."""
-        nodes.heartbeat(self._db, host, workloads, load)
-        return {}
+        """Record the node alive and the states of its workloads.
+
+        The answer names the reported workloads no row describes
+        (``orphans``); the node removes those it is told twice running.
+        """
+        return {'orphans': nodes.heartbeat(self._db, host, workloads, load)}

@@ -40,12 +40,16 @@ def _fail(db, table: str, row: dict, reason: str) -> None:
         pass  # moved on meanwhile (deleted, or already failed)
 
 
-def heartbeat(db, host: str, statuses: list[dict], load: dict) -> None:
+def heartbeat(db, host: str, statuses: list[dict], load: dict) -> list[str]:
     """Record that ``host`` is alive and what its workloads are doing.
 
     Running and healthy -> 'built'; exited or missing -> 'fail'.  An
     ACTIVE workload the node does not report at all has vanished and
     fails too; a BUILDING one may simply not have started yet.
+
+    Returns the reported workloads that no row describes (their group or
+    service was deleted while the node was down, or a start was undone):
+    orphans the node may remove.
     """
     node = db.heartbeat_node(host, load or {})
     by_id = {s.get('workload_id'): s for s in statuses or ()}
@@ -58,6 +62,18 @@ def heartbeat(db, host: str, statuses: list[dict], load: dict) -> None:
                 workloads.apply_status(db, table, row, status)
             elif row['state'] == states.ACTIVE:
                 _fail(db, table, row, MISSING_REASON)
+    return orphans(db, by_id)
+
+
+def orphans(db, reported: dict) -> list[str]:
+    """The reported workload ids that match no vHSM or instance row."""
+    ids = sorted(i for i in reported if isinstance(i, str))
+    if not ids:
+        return []
+    known = set()
+    for table in WORKLOAD_TABLES:
+        known.update(r['id'] for r in db.list(table, filters={'id': ids}))
+    return [i for i in ids if i not in known]
 
 
 def check_liveness(db, now: datetime.datetime,

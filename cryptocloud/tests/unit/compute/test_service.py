@@ -19,6 +19,7 @@ class FakeConductor:
     def __init__(self):
         self.nodes = []
         self.heartbeats = []
+        self.orphans = []
 
     def register_node(self, ctxt, host, address, roles, vhsm_capacity,
                       instance_capacity):
@@ -28,7 +29,7 @@ class FakeConductor:
 
     def heartbeat(self, ctxt, host, workloads, load):
         self.heartbeats.append((host, workloads, load))
-        return {}
+        return {'orphans': list(self.orphans)}
 
 
 class ServiceTest(base.ComputeTestCase):
@@ -88,6 +89,29 @@ class ServiceTest(base.ComputeTestCase):
         host, address, roles, vcap, icap = self.conductor.nodes[0]
         self.assertEqual(('node-1', '127.0.0.1'), (host, address))
         self.assertEqual(['device', 'service'], roles)
+
+    def test_orphans_named_twice_are_removed(self):
+        driver = self.new_driver()
+        mgr = self.new_manager(driver)
+        mgr.start_vhsm(None, 'vhsm-kept', 'group-a')
+        mgr.start_vhsm(None, 'vhsm-orphan', 'group-a')
+        mgr.close()
+        self.conductor = FakeConductor()
+        svc = service.ComputeService(self.new_manager(driver),
+                                     self.conductor)
+        svc.registered = True
+        # Named once (a start may race the row being written): kept.
+        self.conductor.orphans = ['vhsm-orphan']
+        svc.heartbeat()
+        self.assertEqual(driver_base.RUNNING,
+                         driver.status('vhsm-orphan').state)
+        # Named again: removed; the other workload is left alone.
+        svc.heartbeat()
+        self.assertEqual(driver_base.MISSING,
+                         driver.status('vhsm-orphan').state)
+        self.assertEqual(driver_base.RUNNING,
+                         driver.status('vhsm-kept').state)
+        svc.manager.close()
 
     def test_adopts_and_reports_running_workloads(self):
         driver = self.new_driver()

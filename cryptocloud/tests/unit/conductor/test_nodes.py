@@ -43,8 +43,9 @@ class TestNodes(base.ConductorTestCase):
             {'workload_id': rows[1]['id'], 'kind': 'vhsm',
              'state': 'exited', 'healthy': False, 'reason': 'exit code 1'},
         ]
-        self.assertEqual({}, self.mgr.heartbeat({}, 'n1', statuses,
-                                                {'cpu': 0.5}))
+        self.assertEqual({'orphans': []},
+                         self.mgr.heartbeat({}, 'n1', statuses,
+                                            {'cpu': 0.5}))
         got = [self.db.get('vhsms', r['id']) for r in rows]
         self.assertEqual([states.ACTIVE, states.ERROR, states.ERROR],
                          [g['state'] for g in got])
@@ -53,6 +54,18 @@ class TestNodes(base.ConductorTestCase):
         self.assertEqual(nodes.MISSING_REASON, got[2]['status_reason'])
         self.assertEqual({'cpu': 0.5}, self.db.get('nodes',
                                                    node['id'])['load'])
+
+    def test_heartbeat_names_workloads_without_a_row(self):
+        node = self.add_node('n1')
+        group = self.add_group(size=1, state=states.ACTIVE)
+        row = self.db.create('vhsms', {'group_id': group['id'],
+                                       'node_id': node['id'],
+                                       'state': states.ACTIVE})
+        statuses = [{'workload_id': wid, 'kind': 'vhsm', 'state': 'running',
+                     'healthy': True}
+                    for wid in (row['id'], 'deleted-while-away')]
+        reply = self.mgr.heartbeat({}, 'n1', statuses, {})
+        self.assertEqual(['deleted-while-away'], reply['orphans'])
 
     def test_silent_node_goes_down_with_its_workloads(self):
         node = self.add_node('n1')
