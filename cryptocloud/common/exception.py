@@ -147,6 +147,25 @@ class ConfigurationError(CryptoCloudException):
     msg_fmt = 'Configuration error: %(reason)s'
 
 
+class ImageError(CryptoCloudException):
+    """Building or pushing a workload image failed."""
+
+    msg_fmt = 'Image error: %(reason)s'
+
+
+class RegistryError(ImageError):
+    """The image registry cannot be reached or refused a request."""
+
+    code = http.HTTPStatus.BAD_GATEWAY
+    msg_fmt = 'Image registry %(address)s: %(reason)s'
+
+
+class WorkloadDriverError(ServiceUnavailable):
+    """A compute node's workload driver (its container engine) failed."""
+
+    msg_fmt = 'Workload driver error: %(reason)s'
+
+
 def from_dict(data: dict) -> CryptoCloudException:
     """Rebuild an exception sent over the internal protocol."""
     by_name = {c.__name__: c for c in _all_subclasses(CryptoCloudException)}
