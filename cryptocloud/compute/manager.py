@@ -135,6 +135,14 @@ class ComputeManager:
         self.address = self.conf.address
         self.driver = driver or base.load_driver(self.conf.driver,
                                                  self.conf.state_path)
+        if (not getattr(self.driver, 'shares_node_filesystem', True)
+                and 'device' in self.conf.roles
+                and self.conf.keystore_connection.startswith('sqlite')):
+            raise exception.ConfigurationError(
+                reason='the %s driver runs vHSMs in containers, which '
+                       'cannot share a SQLite keystore file: set [compute] '
+                       'keystore_connection to a MariaDB or PostgreSQL URL'
+                       % self.conf.driver)
         self.prober = probes.Prober()
         self._lock = threading.Lock()
         self._reserved: set[int] = set()
@@ -310,9 +318,10 @@ class ComputeManager:
         last = 'did not listen on %s:%s' % (spec.host, spec.port)
         while True:
             status = self.driver.status(spec.workload_id)
-            if status.state != base.RUNNING:
+            if status.state not in (base.RUNNING, base.STARTING):
                 self._fail(spec, status.reason or 'it exited')
-            if workloads.port_open(spec.host, spec.port):
+            if (status.state == base.RUNNING
+                    and workloads.port_open(spec.host, spec.port)):
                 code = self.prober.healthz(status)
                 if code == 200 or (code is not None
                                    and spec.kind == base.CRYPTOSERVICE):

@@ -137,6 +137,9 @@ class WorkloadDriver(abc.ABC):
     #: Whether workloads are real programs that listen and can be probed
     #: over HTTP.  The recording driver only pretends.
     runs_programs: bool = True
+    #: Whether workloads see this node's file system (a SQLite keystore
+    #: file, say).  Containers see only what is mounted into them.
+    shares_node_filesystem: bool = True
 
     def __init__(self, state_path: str) -> None:
         self.state_path = state_path

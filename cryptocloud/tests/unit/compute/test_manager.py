@@ -12,6 +12,7 @@ from cryptocloud.common import secretfile
 from cryptocloud.compute import manager as manager_mod
 from cryptocloud.compute.drivers import base as driver_base
 from cryptocloud.compute.drivers import process
+from cryptocloud.compute.drivers import recording
 from cryptocloud.conf import CONF
 from cryptocloud.cryptoservice import auth
 from cryptocloud.tests.unit.compute import base
@@ -52,6 +53,26 @@ class PortAllocationTest(base.ComputeTestCase):
         mgr = self.new_manager()
         mgr.allocate_ports(2)
         self.assertRaises(exception.NoValidHost, mgr.allocate_ports, 1)
+
+
+class ContainerKeystoreTest(base.ComputeTestCase):
+
+    def test_container_driver_refuses_a_sqlite_keystore(self):
+        class ContainerDriver(recording.RecordingDriver):
+            shares_node_filesystem = False
+
+        driver = ContainerDriver(self.state_path)
+        CONF.set_override('keystore_connection', 'sqlite:////tmp/ks.sqlite',
+                          group='compute')
+        self.addCleanup(CONF.clear_override, 'keystore_connection',
+                        group='compute')
+        exc = self.assertRaises(exception.ConfigurationError,
+                                self.new_manager, driver)
+        self.assertIn('MariaDB or PostgreSQL', str(exc))
+        # A service-only node starts no vHSM: no keystore needed.
+        CONF.set_override('roles', ['service'], group='compute')
+        self.addCleanup(CONF.clear_override, 'roles', group='compute')
+        self.new_manager(driver).close()
 
 
 class GroupSecretTest(base.ComputeTestCase):
