@@ -128,6 +128,19 @@ ROUTES: tuple[Route, ...] = (
           query=schemas.TASK_QUERY, policy='cryptocloud:task:get'),
     Route('tasks:get', 'GET', '/v1/tasks/{task_id}', 'Show a task.',
           'task', policy='cryptocloud:task:get'),
+
+    Route('images:list', 'GET', '/v1/images',
+          'List the published images (admin only).', 'image_list',
+          query=schemas.IMAGE_QUERY, policy='cryptocloud:image:get'),
+    Route('images:get', 'GET', '/v1/images/{image_id}',
+          'Show a published image (admin only).', 'image',
+          policy='cryptocloud:image:get'),
+    Route('images:build', 'POST', '/v1/images',
+          'Build the vHSM and crypto-service images on the master node '
+          'and push them to the registry, as a task (admin only).',
+          'image_build_accepted', status=202, body=schemas.IMAGE_BUILD,
+          body_optional=True, policy='cryptocloud:image:build',
+          errors=(503,)),
 )
 
 BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}

@@ -35,7 +35,9 @@ WORKLOAD_STATES = ('BUILDING', 'ACTIVE', 'ERROR', 'DELETING')
 TASK_STATES = ('PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED')
 TASK_ACTIONS = ('create_vhsm_group', 'resize_vhsm_group',
                 'delete_vhsm_group', 'create_service', 'resize_service',
-                'delete_service', 'update_service_credentials')
+                'delete_service', 'update_service_credentials',
+                'reconcile_vhsm_group', 'reconcile_service', 'build_images')
+IMAGE_KINDS = ('vhsm', 'cryptoservice')
 
 
 def _obj(properties: dict, required: tuple = (), **extra) -> dict:
@@ -95,6 +97,15 @@ SERVICE_UPDATE = _obj({
     'instances': INSTANCES,
 }, ('instances',))
 
+IMAGE_BUILD = _obj({
+    'kinds': {'type': 'array', 'items': {'type': 'string',
+                                         'enum': list(IMAGE_KINDS)},
+              'minItems': 1, 'uniqueItems': True,
+              'description': 'Images to build; both by default.'},
+    'push': {'type': 'boolean',
+             'description': 'Push to the registry and record the digests '
+                            '(default true).'},
+})
 EMPTY = _obj({}, description='No fields; an empty body is accepted.')
 
 # -- query strings ------------------------------------------------------------
@@ -150,6 +161,7 @@ ASSOCIATION_QUERY = list_query(INT_ID, {
     'group_id': dict(UUID, description='Associations of this group\'s '
                                        'vHSMs.'),
 })
+IMAGE_QUERY = list_query(UUID, {'kind': _state(IMAGE_KINDS)})
 TASK_QUERY = list_query(UUID, {
     'state': _state(TASK_STATES),
     'action': _state(TASK_ACTIONS),
@@ -180,14 +192,18 @@ NODE = {'type': 'object', 'properties': {
     'last_heartbeat': _NTIME,
     'load': {'type': 'object', 'nullable': True},
     'created_at': _TIME, 'updated_at': _TIME}}
+_IMAGE_REF = dict(_NSTR, description='The image its workloads run from, '
+                                     'pinned by digest at creation.')
 VHSM_GROUP = {'type': 'object', 'properties': {
     'id': _STR, 'name': _NSTR, 'project_id': _STR, 'size': _INT,
+    'image': _IMAGE_REF,
     'state': _state(RESOURCE_STATES), 'status_reason': _NSTR,
     'created_at': _TIME, 'updated_at': _TIME}}
 SERVICE = {'type': 'object', 'properties': {
     'id': _STR, 'name': _NSTR, 'project_id': _STR, 'vhsm_group_id': _STR,
     'instances': _INT, 'replicas': _INT,
     'algorithms': {'type': 'array', 'items': _STR, 'nullable': True},
+    'image': _IMAGE_REF,
     'state': _state(RESOURCE_STATES), 'status_reason': _NSTR,
     'endpoint': {'type': 'object', 'nullable': True,
                  'description': 'Where tenants call the service; set '
@@ -213,6 +229,13 @@ TASK = {'type': 'object', 'properties': {
     'state': _state(TASK_STATES), 'error': _NSTR, 'owner': _NSTR,
     'created_at': _TIME, 'updated_at': _TIME, 'started_at': _NTIME,
     'finished_at': _NTIME}}
+IMAGE = {'type': 'object', 'properties': {
+    'id': _STR, 'kind': _state(IMAGE_KINDS), 'repository': _STR,
+    'tag': _STR, 'digest': _STR,
+    'reference': dict(_STR, description='registry/repository@digest, as '
+                                        'compute nodes pull it.'),
+    'version': _NSTR, 'revision': _NSTR, 'size': _NINT,
+    'created_at': _TIME}}
 CREDENTIAL = {'type': 'object', 'properties': {
     'id': _STR, 'service_id': _STR, 'project_id': _STR, 'created_at': _TIME}}
 NEW_CREDENTIAL = {'type': 'object', 'properties': {
@@ -262,6 +285,10 @@ RESPONSES = {
     'association_list': _list('associations', 'Association'),
     'task': TASK,
     'task_list': _list('tasks', 'Task'),
+    'image': IMAGE,
+    'image_list': _list('images', 'Image'),
+    'image_build_accepted': {'type': 'object', 'properties': {
+        'task': _ref('Task')}},
     'error': {'type': 'object', 'required': ['error'], 'properties': {
         'error': {'type': 'object', 'required': ['code', 'type', 'message'],
                   'properties': {'code': _INT, 'type': _STR,

@@ -5,6 +5,8 @@
     cryptocloud-manage credential create --file FILE --project PROJECT
     cryptocloud-manage credential list --file FILE
     cryptocloud-manage credential revoke --file FILE ID
+    cryptocloud-manage images build [--push] [--kind KIND] [--no-record]
+    cryptocloud-manage images list
 """
 
 import json
@@ -59,6 +61,39 @@ def do_credential_revoke() -> int:
     return 0
 
 
+def do_images_build() -> int:
+    """Build (and push, and record) the images; print what was made."""
+    from cryptocloud.images import build
+    from cryptocloud.images import catalog
+
+    kinds = tuple(CONF.command.kind or catalog.KINDS)
+    results = build.ImageBuilder(CONF).build_and_push(
+        kinds=kinds, push=CONF.command.push)
+    if CONF.command.push and CONF.command.record:
+        conn = _control_db()
+        for result in results:
+            result['image_id'] = catalog.record(conn, result)['id']
+    print(json.dumps(results, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def do_images_list() -> int:
+    """Print the images recorded in the control database."""
+    from cryptocloud.images import catalog
+
+    conn = _control_db()
+    rows = conn.list('images', sort_dir='desc')
+    print(json.dumps([catalog.view(r) for r in rows], indent=2,
+                     sort_keys=True, default=str))
+    return 0
+
+
+def _control_db():
+    from cryptocloud.db import api as dbapi
+
+    return dbapi.Connection(CONF.database.connection)
+
+
 def add_command_parsers(subparsers):
     """Declare the sub-commands (called by oslo.config)."""
     for name, func, what in (
@@ -92,6 +127,27 @@ def add_command_parsers(subparsers):
     revoke.add_argument('--file', required=True)
     revoke.add_argument('id', help='Credential id.')
     revoke.set_defaults(func=do_credential_revoke)
+
+    parser = subparsers.add_parser(
+        'images', help='Build, push and list the vHSM and crypto-service '
+                       'images (run on the master node).')
+    actions = parser.add_subparsers(dest='action', required=True)
+    build = actions.add_parser(
+        'build', help='Build the images from this source tree ([images] '
+                      'options) and, with --push, push them to the '
+                      'registry ([registry]) and record their digests.')
+    build.add_argument('--push', action='store_true',
+                       help='Push to the registry after building.')
+    build.add_argument('--kind', action='append',
+                       choices=['vhsm', 'cryptoservice'],
+                       help='Build only this image (repeatable); both by '
+                            'default.')
+    build.add_argument('--no-record', dest='record', action='store_false',
+                       help='Do not record the pushed images in the '
+                            'control database ([database] connection).')
+    build.set_defaults(func=do_images_build)
+    listing = actions.add_parser('list', help='List the recorded images.')
+    listing.set_defaults(func=do_images_list)
 
 
 command_opt = cfg.SubCommandOpt('command', title='Commands',

@@ -39,7 +39,7 @@ LOG = logging.getLogger(__name__)
 SCHEMA = 'control'
 
 KINDS = ('vhsm_groups', 'vhsms', 'services', 'service_instances',
-         'associations', 'service_credentials', 'tasks', 'nodes')
+         'associations', 'service_credentials', 'tasks', 'nodes', 'images')
 
 # Names used in messages and in exception kwargs ('kind').
 SINGULAR = {
@@ -51,6 +51,7 @@ SINGULAR = {
     'service_credentials': 'service_credential',
     'tasks': 'task',
     'nodes': 'node',
+    'images': 'image',
 }
 
 ROLES = frozenset({'device', 'service'})

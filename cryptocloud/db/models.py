@@ -1,7 +1,8 @@
 """Tables of the control-plane database (schema ``control``).
 
 Nodes, vHSM groups and their vHSMs, services and their instances, the
-associations between instances and vHSMs, service credentials and tasks,
+associations between instances and vHSMs, service credentials, published
+images and tasks,
 as ``docs/control-plane.md`` lists them.  Nothing secret is stored here:
 service credentials are kept as SHA-256 hashes only, and task parameters
 never carry secrets.
@@ -144,6 +145,11 @@ class VHSMGroup(Base):
     project_id: Mapped[str] = mapped_column(sa.String(PROJECT_LEN),
                                             nullable=False)
     target_size: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    # The image its workloads run from, pinned by digest when the row
+    # was created (null: none was published; the process driver needs
+    # none).
+    image_ref: Mapped[str | None] = mapped_column(sa.String(REF_LEN),
+                                                  nullable=True)
     state: Mapped[str] = mapped_column(sa.String(STATE_LEN), nullable=False,
                                        default=states.CREATING)
     status_reason: Mapped[str | None] = mapped_column(sa.Text,
@@ -212,6 +218,11 @@ class Service(Base):
     replicas: Mapped[int] = mapped_column(sa.Integer, nullable=False,
                                           default=0)
     algorithms: Mapped[Any] = mapped_column(JSONText, nullable=True)
+    # The image its workloads run from, pinned by digest when the row
+    # was created (null: none was published; the process driver needs
+    # none).
+    image_ref: Mapped[str | None] = mapped_column(sa.String(REF_LEN),
+                                                  nullable=True)
     state: Mapped[str] = mapped_column(sa.String(STATE_LEN), nullable=False,
                                        default=states.CREATING)
     status_reason: Mapped[str | None] = mapped_column(sa.Text,
@@ -311,6 +322,35 @@ class ServiceCredential(Base):
     secret_sha256: Mapped[str] = mapped_column(sa.String(64),
                                                nullable=False)
     created_at: Mapped[datetime.datetime] = _created_at()
+
+
+class Image(Base):
+    """A vHSM or crypto-service image published to the registry."""
+
+    __tablename__ = 'images'
+    __table_args__ = (
+        sa.UniqueConstraint('kind', 'digest', name='uniq_images0kind0digest'),
+        sa.Index('ix_images_kind_created_at', 'kind', 'created_at'),
+        _TABLE_ARGS,
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(UUID_LEN), primary_key=True)
+    # 'vhsm' or 'cryptoservice'
+    kind: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    repository: Mapped[str] = mapped_column(sa.String(NAME_LEN),
+                                            nullable=False)
+    tag: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    digest: Mapped[str] = mapped_column(sa.String(80), nullable=False)
+    # registry/repository@digest: what compute nodes pull.
+    reference: Mapped[str] = mapped_column(sa.String(REF_LEN),
+                                           nullable=False)
+    version: Mapped[str | None] = mapped_column(sa.String(128),
+                                                nullable=True)
+    revision: Mapped[str | None] = mapped_column(sa.String(64),
+                                                 nullable=True)
+    size: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    created_at: Mapped[datetime.datetime] = _created_at()
+    updated_at: Mapped[datetime.datetime] = _updated_at()
 
 
 class Task(Base):

@@ -7,6 +7,7 @@ task (the message becomes the task's error) and returns to succeed it.
 from collections.abc import Callable
 
 from cryptocloud.conductor.workflows import base
+from cryptocloud.conductor.workflows import build_images
 from cryptocloud.conductor.workflows import create_service
 from cryptocloud.conductor.workflows import create_vhsm_group
 from cryptocloud.conductor.workflows import delete_service
@@ -29,6 +30,7 @@ ACTIONS: dict[str, Callable[[base.WorkflowContext], None]] = {
     'update_service_credentials': update_service_credentials.run,
     RECONCILE_GROUP: reconcile.run_group,
     RECONCILE_SERVICE: reconcile.run_service,
+    'build_images': build_images.run,
 }
 
 

@@ -140,7 +140,7 @@ def converge_service(wf: base.WorkflowContext, service: dict) -> dict:
         owner_id=service_id, target=int(service['target_instances']),
         start=lambda row, host: wf.compute.start_instance(
             wf.ctxt, host, row['id'], service_id, group_id,
-            _endpoints(vhsms), creds),
+            _endpoints(vhsms), creds, image=service.get('image_ref')),
         after_start=lambda row: write_associations(wf.db, row['id'],
                                                    vhsm_ids),
         extra_values={'role': 'primary'})

@@ -24,7 +24,8 @@ def converge_group(wf: base.WorkflowContext, group: dict) -> list[dict]:
         table='vhsms', kind='vhsm', owner_field='group_id',
         owner_id=group_id, target=int(group['target_size']),
         start=lambda row, host: wf.compute.start_vhsm(
-            wf.ctxt, host, row['id'], group_id))
+            wf.ctxt, host, row['id'], group_id,
+            image=group.get('image_ref')))
     active = workloads.converge(wf, fleet)
     instances.refresh_group_services(wf, group_id, active)
     return active

@@ -2,6 +2,7 @@
 
 from cryptocloud.api.controllers import base
 from cryptocloud.api.controllers.v1 import associations
+from cryptocloud.api.controllers.v1 import images
 from cryptocloud.api.controllers.v1 import instances
 from cryptocloud.api.controllers.v1 import nodes
 from cryptocloud.api.controllers.v1 import services
@@ -21,6 +22,7 @@ class V1Controller(base.Controller):
         'vhsms': vhsms.VHSMsController(),
         'associations': associations.AssociationsController(),
         'tasks': tasks.TasksController(),
+        'images': images.ImagesController(),
     }
 
     @base.route('version')

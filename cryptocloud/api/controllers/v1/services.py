@@ -17,6 +17,7 @@ from cryptocloud.api.controllers import base
 from cryptocloud.api.controllers.v1 import scope
 from cryptocloud.common import exception
 from cryptocloud.common import states
+from cryptocloud.images import catalog
 
 KIND = 'services'
 SINGULAR = 'service'
@@ -35,6 +36,7 @@ def view(row: dict) -> dict:
             'instances': row['target_instances'],
             'replicas': row['replicas'],
             'algorithms': row.get('algorithms'),
+            'image': row.get('image_ref'),
             'state': row['state'], 'status_reason': row.get('status_reason'),
             'endpoint': endpoint,
             'created_at': row['created_at'],
@@ -259,6 +261,8 @@ class ServicesController(base.Controller):
                 'target_instances': body['instances'],
                 'replicas': replicas,
                 'algorithms': body.get('algorithms'),
+                'image_ref': catalog.reference_to_pin(
+                    req.conn, catalog.CRYPTOSERVICE),
                 'state': states.CREATING})
             req.conn.create(CREDENTIALS, {
                 'id': cred_id, 'service_id': service_id,

@@ -12,6 +12,7 @@ from cryptocloud.api.controllers import base
 from cryptocloud.api.controllers.v1 import scope
 from cryptocloud.common import exception
 from cryptocloud.common import states
+from cryptocloud.images import catalog
 
 KIND = 'vhsm_groups'
 SINGULAR = 'vhsm_group'
@@ -21,7 +22,8 @@ def view(row: dict) -> dict:
     """A group as the API shows it."""
     return {'id': row['id'], 'name': row.get('name'),
             'project_id': row['project_id'], 'size': row['target_size'],
-            'state': row['state'], 'status_reason': row.get('status_reason'),
+            'image': row.get('image_ref'), 'state': row['state'],
+            'status_reason': row.get('status_reason'),
             'created_at': row['created_at'],
             'updated_at': row.get('updated_at')}
 
@@ -117,7 +119,10 @@ class GroupsController(base.Controller):
             group = req.conn.create(KIND, {
                 'id': group_id, 'name': body.get('name'),
                 'project_id': req.ctx.project_id,
-                'target_size': body['size'], 'state': states.CREATING})
+                'target_size': body['size'],
+                'image_ref': catalog.reference_to_pin(req.conn,
+                                                      catalog.VHSM),
+                'state': states.CREATING})
         except Exception as exc:
             tasks.abandon(req.conn, task, exc)
             raise

@@ -19,7 +19,7 @@ from cryptocloud.vhsm.keystore import models as keystore_models
 KEYSTORE_TABLES = {'domain_keys', 'keys', 'key_versions'}
 CONTROL_TABLES = {'nodes', 'vhsm_groups', 'vhsms', 'services',
                   'service_instances', 'associations',
-                  'service_credentials', 'tasks'}
+                  'service_credentials', 'tasks', 'images'}
 
 # What each schema's migrations must build.
 SCHEMA_TABLES = {'keystore': KEYSTORE_TABLES, 'control': CONTROL_TABLES}

@@ -39,18 +39,19 @@ class FakeComputeAPI:
         self.workloads[workload_id] = dict(status, node=host)
         return status
 
-    def start_vhsm(self, ctxt, host, vhsm_id, group_id):
+    def start_vhsm(self, ctxt, host, vhsm_id, group_id, image=None):
         """Pretend to start a vHSM."""
-        self._record('start_vhsm', host, vhsm_id=vhsm_id, group_id=group_id)
+        self._record('start_vhsm', host, vhsm_id=vhsm_id, group_id=group_id,
+                     image=image)
         return self._status(vhsm_id, 'vhsm', host)
 
     def start_instance(self, ctxt, host, instance_id, service_id, group_id,
-                       vhsm_endpoints, credentials):
+                       vhsm_endpoints, credentials, image=None):
         """Pretend to start a service instance."""
         self._record('start_instance', host, instance_id=instance_id,
                      service_id=service_id, group_id=group_id,
                      vhsm_endpoints=list(vhsm_endpoints),
-                     credentials=list(credentials))
+                     credentials=list(credentials), image=image)
         return self._status(instance_id, 'cryptoservice', host)
 
     def update_instance(self, ctxt, host, instance_id, vhsm_endpoints,
