@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs on a fresh Debian 12 machine, run
 # the whole suite (unit + functional, against the real MariaDB, PostgreSQL,
-# RabbitMQ and openssl), and print "N passed, N failed, N skipped" from the results.
+# RabbitMQ, Docker Engine, Debian's registry and openssl), and print
+# "N passed, N failed, N skipped" from the results.
+#
+# Docker Engine and the registry are installed and started by
+# tools/docker-env.sh; both images are built from this tree and pushed
+# before the tests run, and the container tests run them.
 #
 #   bash tools/run-tests.sh              # everything
 #   bash tools/run-tests.sh REGEX        # only tests whose id matches REGEX
@@ -31,6 +36,36 @@ if ! port_open 5672; then
     rabbitmq-server -detached
     wait_port 5672
 fi
+
+# -- Docker Engine, registry and the two images the container tests run -------
+source "$TOP/tools/docker-env.sh"
+export CRYPTOCLOUD_TEST_REQUIRE_DOCKER=1
+log "Building the vHSM and crypto-service images and pushing them"
+images_dir=$DOCKER_STATE/images
+mkdir -p "$images_dir"
+(umask 077 && cat >"$images_dir/build.conf" <<EOF
+[images]
+docker_url = $CRYPTOCLOUD_TEST_DOCKER_URL
+source_dir = $TOP
+work_dir = $images_dir
+[registry]
+address = $CRYPTOCLOUD_TEST_REGISTRY
+username = $CRYPTOCLOUD_TEST_REGISTRY_USER
+password = $CRYPTOCLOUD_TEST_REGISTRY_PASSWORD
+EOF
+)
+"$VENV/bin/cryptocloud-manage" --config-file "$images_dir/build.conf" \
+    images build --push --no-record >"$images_dir/pushed.json"
+image_ref() {
+    "$VENV/bin/python" -c 'import json, sys
+print(next(i["reference"] for i in json.load(open(sys.argv[1]))
+           if i["kind"] == sys.argv[2]))' "$images_dir/pushed.json" "$1"
+}
+CRYPTOCLOUD_TEST_VHSM_IMAGE=$(image_ref vhsm)
+CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE=$(image_ref cryptoservice)
+export CRYPTOCLOUD_TEST_VHSM_IMAGE CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE
+echo "vHSM image: $CRYPTOCLOUD_TEST_VHSM_IMAGE" >&2
+echo "crypto-service image: $CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE" >&2
 
 # -- the suite ---------------------------------------------------------------
 log "Running the test suite"

@@ -94,8 +94,15 @@ class ControlPlane(fixtures.Fixture):
                  transport_url: str, *, computes: tuple = (
                      ('device-1', 'device'), ('device-2', 'device'),
                      ('service-1', 'service'), ('service-2', 'service')),
-                 heartbeat_timeout: int = 10, periodic_interval: int = 2):
+                 heartbeat_timeout: int = 10, periodic_interval: int = 2,
+                 compute_driver: str = 'process',
+                 compute_groups: dict | None = None,
+                 port_base: int = 21000):
         super().__init__()
+        self.compute_driver = compute_driver
+        # Extra config groups of every compute daemon ([docker]...).
+        self.compute_groups = compute_groups or {}
+        self.port_base = port_base
         self.database_url = database_url
         self.keystore_url = keystore_url
         self.transport_url = transport_url
@@ -159,10 +166,10 @@ class ControlPlane(fixtures.Fixture):
     def start_compute(self, host: str, roles: str, index: int) -> None:
         """Start (or restart) the compute daemon named ``host``."""
         groups = self._common()
-        base = 21000 + index * 200
+        base = self.port_base + index * 200
         groups['compute'] = {
             'host': host, 'address': HOST, 'roles': roles,
-            'driver': 'process',
+            'driver': self.compute_driver,
             'state_path': os.path.join(self.dir, 'compute-' + host),
             'port_range_start': base, 'port_range_end': base + 199,
             'heartbeat_interval': 1,
@@ -170,6 +177,8 @@ class ControlPlane(fixtures.Fixture):
             'group_secret_seed_file': self.seed,
             'keystore_connection': self.keystore_url,
         }
+        for name, values in self.compute_groups.items():
+            groups.setdefault(name, {}).update(values)
         self._start('compute-' + host, 'cryptocloud.cmd.compute',
                     self._write_conf('compute-' + host, groups))
 

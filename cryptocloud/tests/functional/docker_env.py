@@ -1,0 +1,73 @@
+"""The Docker Engine, registry and images the container tests use.
+
+``tools/run-tests.sh`` starts a Docker Engine and Debian's registry on
+127.0.0.1 (``tools/docker-env.sh``), builds both images and pushes them,
+and passes what it made in the environment:
+
+- ``CRYPTOCLOUD_TEST_DOCKER_URL``: the engine's API socket;
+- ``CRYPTOCLOUD_TEST_REGISTRY`` (host:port), ``..._USER``,
+  ``..._PASSWORD``: the registry and its htpasswd account;
+- ``CRYPTOCLOUD_TEST_VHSM_IMAGE``, ``CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE``:
+  the pushed images, pinned by digest.
+
+Without them the container tests skip, unless
+``CRYPTOCLOUD_TEST_REQUIRE_DOCKER=1`` (set by the test command), which
+makes a missing engine a failure instead of a silent skip.
+"""
+
+import dataclasses
+import os
+
+import testtools
+
+_REQUIRED = ('CRYPTOCLOUD_TEST_DOCKER_URL', 'CRYPTOCLOUD_TEST_REGISTRY',
+             'CRYPTOCLOUD_TEST_VHSM_IMAGE',
+             'CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE')
+
+
+@dataclasses.dataclass(frozen=True)
+class DockerEnv:
+    """Where the engine and registry are, and the images to run."""
+
+    docker_url: str
+    registry: str
+    registry_user: str | None
+    registry_password: str | None
+    vhsm_image: str
+    cryptoservice_image: str
+
+    def client(self):
+        """A Docker SDK client of the test engine."""
+        import docker
+
+        return docker.DockerClient(base_url=self.docker_url, timeout=60)
+
+    def compute_groups(self) -> dict:
+        """Config groups a docker-driven compute daemon needs."""
+        registry = {'address': self.registry}
+        if self.registry_user:
+            registry.update(username=self.registry_user,
+                            password=self.registry_password)
+        return {'docker': {'url': self.docker_url,
+                           'vhsm_memory_mb': 256,
+                           'instance_memory_mb': 256},
+                'registry': registry}
+
+
+def require(test: testtools.TestCase) -> DockerEnv:
+    """The test environment, or skip (fail when Docker is required)."""
+    missing = [name for name in _REQUIRED if not os.environ.get(name)]
+    if missing:
+        why = ('container tests need %s (tools/run-tests.sh sets them)'
+               % ', '.join(missing))
+        if os.environ.get('CRYPTOCLOUD_TEST_REQUIRE_DOCKER') == '1':
+            test.fail(why)
+        test.skipTest(why)
+    env = os.environ
+    return DockerEnv(
+        docker_url=env['CRYPTOCLOUD_TEST_DOCKER_URL'],
+        registry=env['CRYPTOCLOUD_TEST_REGISTRY'],
+        registry_user=env.get('CRYPTOCLOUD_TEST_REGISTRY_USER'),
+        registry_password=env.get('CRYPTOCLOUD_TEST_REGISTRY_PASSWORD'),
+        vhsm_image=env['CRYPTOCLOUD_TEST_VHSM_IMAGE'],
+        cryptoservice_image=env['CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE'])
