@@ -133,6 +133,20 @@ class WorkloadStartFailed(ServiceUnavailable):
     msg_fmt = 'Workload %(workload_id)s did not start: %(reason)s'
 
 
+class WorkloadPrepareFailed(WorkloadStartFailed):
+    """A standby workload could not be made ready on a compute node."""
+
+    msg_fmt = 'Workload %(workload_id)s could not be prepared: %(reason)s'
+
+
+class ComputeTooOld(ServiceUnavailable):
+    """The compute RPC cap is below what a call needs (rolling upgrade)."""
+
+    msg_fmt = ('Compute node %(host)s cannot %(action)s: that needs compute '
+               'RPC %(version)s, and the client is capped below it (a '
+               'node of an older release is still running).')
+
+
 class VHSMUnavailable(ServiceUnavailable):
     msg_fmt = 'No vHSM of the group could be reached: %(reason)s'
 

@@ -5,6 +5,12 @@ workload specs (config text and the node-local secret files), hands them
 to the driver and waits until the workload answers its health probe.
 Nothing secret arrives over RPC: the vHSM group secret is derived here
 from the node's seed file, and service credentials arrive as hashes.
+
+Replicas (RPC 1.2): ``prepare_instance`` makes a service instance ready to
+run without running it (a cold standby that keeps its capacity slot and
+port), and ``activate_workload`` starts it and waits until it answers.  A
+replica prepared on its primary's node with the primary's ``port`` takes
+over the same host:port when activated: see ``activate_workload``.
 """
 
 import base64
@@ -18,6 +24,7 @@ import re
 import socket
 import threading
 import time
+from typing import NoReturn
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
@@ -40,6 +47,13 @@ _GROUP_ID = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
 _SHA256_HEX = re.compile(r'^[0-9a-f]{64}$')
 _LOG_TAIL_LINES = 15
 _LOG_TAIL_CHARS = 2000
+# What a program that found its port taken prints last (EADDRINUSE).
+_PORT_BUSY = 'address already in use'
+_PORT_BUSY_TAIL_LINES = 5
+
+
+class _NotReady(Exception):
+    """A workload did not come up; the message says why."""
 
 
 def derive_group_secret(seed_file: str, group_id: str) -> bytes:
@@ -60,6 +74,14 @@ def _check_group_id(group_id) -> str:
             reason='group id must be 1 to 64 letters, digits, "_", "-" '
                    'or "."')
     return group_id
+
+
+def _check_service_id(service_id) -> str:
+    if not isinstance(service_id, str) or not _GROUP_ID.match(service_id):
+        raise exception.InvalidInput(
+            reason='service id must be 1 to 64 letters, digits, "_", "-" '
+                   'or "."')
+    return service_id
 
 
 def _check_endpoints(endpoints) -> list[str]:
@@ -200,6 +222,54 @@ class ComputeManager:
         with self._lock:
             self._reserved.difference_update(ports)
 
+    def _check_port(self, port) -> int | None:
+        """A port asked for by the caller: None, or one of the range."""
+        if port is None:
+            return None
+        start, end = self.conf.port_range_start, self.conf.port_range_end
+        if (isinstance(port, bool) or not isinstance(port, int)
+                or not start <= port <= end):
+            raise exception.InvalidInput(
+                reason='port must be one of node %s\'s ports %d-%d, not %r'
+                       % (self.host, start, end, str(port)[:20]))
+        return port
+
+    def _claim_port(self, port: int, workload_id: str,
+                    service_id: str) -> list[int]:
+        """Take ``port`` for a replica of ``service_id``; what to release.
+
+        The port may be held by another instance of the same service (the
+        primary whose host:port the replica takes over when activated),
+        so it is not probed then; a port of a vHSM or of another service
+        is refused, and so is one some other program of the node holds.
+        """
+        with self._lock:
+            if port in self._reserved:
+                raise exception.Conflict(
+                    reason='port %d of node %s is being given to another '
+                           'workload' % (port, self.host))
+            shared = False
+            for status in self.driver.list():
+                if (status.workload_id == workload_id
+                        or port not in (status.port, status.status_port)):
+                    continue
+                if (status.kind != base.CRYPTOSERVICE
+                        or status.metadata.get('service_id') != service_id):
+                    raise exception.Conflict(
+                        reason='port %d of node %s belongs to %s workload '
+                               '%s, not to an instance of service %s'
+                               % (port, self.host, status.kind,
+                                  status.workload_id, service_id))
+                shared = True
+            if shared:
+                return []
+            if not self._bindable(port):
+                raise exception.Conflict(
+                    reason='port %d of node %s is in use by a program that '
+                           'is none of its workloads' % (port, self.host))
+            self._reserved.add(port)
+            return [port]
+
     # -- specs ------------------------------------------------------------
 
     def _group_files(self, group_id: str) -> dict[str, str]:
@@ -253,11 +323,14 @@ class ComputeManager:
     def _check_capacity(self, kind: str) -> None:
         limit = (self.conf.vhsm_capacity if kind == base.VHSM
                  else self.conf.instance_capacity)
-        count = sum(1 for s in self.driver.list() if s.kind == kind)
-        if count >= limit:
+        # A prepared standby holds its slot as a running workload does.
+        same = [s for s in self.driver.list() if s.kind == kind]
+        if len(same) >= limit:
+            prepared = sum(1 for s in same if s.state == base.PREPARED)
             raise exception.NoValidHost(
-                reason='node %s already runs %d of %d %s workloads'
-                       % (self.host, count, limit, kind))
+                reason='node %s already has %d of %d %s workloads (%d of '
+                       'them prepared standbys)'
+                       % (self.host, len(same), limit, kind, prepared))
 
     def _start(self, workload_id: str, kind: str, nports: int,
                make_spec) -> dict:
@@ -312,28 +385,44 @@ class ComputeManager:
         A vHSM must answer 200; a service instance may answer 503 (its
         vHSMs may not be up yet), which still shows that it serves.
         """
-        if not self.driver.runs_programs:
-            return self.driver.status(spec.workload_id)
         deadline = time.monotonic() + self.conf.start_timeout
-        last = 'did not listen on %s:%s' % (spec.host, spec.port)
+        try:
+            return self._poll_ready(spec.workload_id, spec.kind, spec.host,
+                                    spec.port, deadline)
+        except _NotReady as exc:
+            self._fail(spec, str(exc))
+
+    def _poll_ready(self, workload_id: str, kind: str, host: str,
+                    port: int, deadline: float,
+                    on_exit=None) -> base.WorkloadStatus:
+        """``_wait_ready`` until ``deadline``; _NotReady says why not.
+
+        ``on_exit(status, deadline)`` may bring back a workload that
+        exited (True: keep waiting).
+        """
+        if not self.driver.runs_programs:
+            return self.driver.status(workload_id)
+        last = 'did not listen on %s:%s' % (host, port)
         while True:
-            status = self.driver.status(spec.workload_id)
+            status = self.driver.status(workload_id)
             if status.state not in (base.RUNNING, base.STARTING):
-                self._fail(spec, status.reason or 'it exited')
+                if on_exit is None or not on_exit(status, deadline):
+                    raise _NotReady(status.reason or 'it exited')
+                continue
             if (status.state == base.RUNNING
-                    and workloads.port_open(spec.host, spec.port)):
+                    and workloads.port_open(host, port)):
                 code = self.prober.healthz(status)
                 if code == 200 or (code is not None
-                                   and spec.kind == base.CRYPTOSERVICE):
+                                   and kind == base.CRYPTOSERVICE):
                     return self.prober.probe(status)
                 last = ('its /healthz answered %s' % code if code
                         else 'its status endpoint did not answer')
             if time.monotonic() >= deadline:
-                self._fail(spec, '%s within %.0f s'
-                           % (last, self.conf.start_timeout))
+                raise _NotReady('%s within %.0f s'
+                                % (last, self.conf.start_timeout))
             time.sleep(0.05)
 
-    def _fail(self, spec: base.WorkloadSpec, why: str) -> None:
+    def _fail(self, spec: base.WorkloadSpec, why: str) -> NoReturn:
         tail = self.driver.log_tail(spec.workload_id, _LOG_TAIL_LINES)
         tail = tail[-_LOG_TAIL_CHARS:]
         self._discard(spec.workload_id)
@@ -343,6 +432,162 @@ class ComputeManager:
         LOG.error('Workload %s (%s) did not start: %s', spec.workload_id,
                   spec.kind, why)
         raise exception.WorkloadStartFailed(workload_id=spec.workload_id,
+                                            reason=reason)
+
+    # -- replicas ---------------------------------------------------------
+
+    def _prepare(self, workload_id: str, kind: str, service_id: str,
+                 port: int | None, make_spec) -> dict:
+        base.check_workload_id(workload_id)
+        with self._workload_locks[workload_id]:
+            current = self.driver.status(workload_id)
+            if current.state != base.MISSING and current.kind != kind:
+                raise exception.Conflict(
+                    reason='workload %s is a %s %s'
+                           % (workload_id, current.state, current.kind))
+            if current.state in (base.RUNNING, base.STARTING):
+                raise exception.Conflict(
+                    reason='workload %s is %s: only a workload that does '
+                           'not run can be prepared'
+                           % (workload_id, current.state))
+            if current.state == base.PREPARED:
+                # Prepared again (new vHSMs or credentials): it keeps its
+                # slot, and its port unless it is given another.
+                if port is None:
+                    port = current.port
+            elif current.state != base.MISSING:
+                LOG.info('Removing the %s remains of workload %s before '
+                         'preparing it.', current.state, workload_id)
+                self.driver.stop(workload_id)
+            if current.state != base.PREPARED:
+                self._check_capacity(kind)
+            if port is None:
+                reserved = self.allocate_ports(1)
+                port = reserved[0]
+            else:
+                reserved = self._claim_port(port, workload_id, service_id)
+            try:
+                status = self.driver.prepare(make_spec(port))
+            except exception.WorkloadPrepareFailed:
+                raise  # the driver cleaned up
+            except exception.CryptoCloudException:
+                self._discard(workload_id)
+                raise
+            except OSError as exc:
+                self._discard(workload_id)
+                raise exception.WorkloadPrepareFailed(
+                    workload_id=workload_id,
+                    reason='%s (%s)' % (type(exc).__name__,
+                                        exc.strerror or exc)) from None
+            finally:
+                self.release_ports(reserved)
+            LOG.info('%s workload %s is prepared for %s:%s.', kind,
+                     workload_id, status.host, status.port)
+            return status.to_dict()
+
+    def _wait_ports_free(self, ports: list[int], deadline: float) -> None:
+        """Wait until nothing listens on ``ports`` (a dying primary)."""
+        if not self.driver.runs_programs:
+            return
+        while True:
+            busy = [p for p in ports if not self._bindable(p)]
+            if not busy:
+                return
+            if time.monotonic() >= deadline:
+                raise _NotReady(
+                    'port %s of %s is still in use after %.0f s'
+                    % (', '.join(map(str, busy)), self.address,
+                       self.conf.start_timeout))
+            time.sleep(0.05)
+
+    def _demote_port_holders(self, replica: base.WorkloadStatus) -> None:
+        """Stop the running instances of the replica's service that hold
+        its port: on one host:port only one of them can serve."""
+        service_id = replica.metadata.get('service_id')
+        if replica.kind != base.CRYPTOSERVICE or not service_id:
+            return
+        for status in self.driver.list():
+            if (status.workload_id == replica.workload_id
+                    or status.kind != base.CRYPTOSERVICE
+                    or status.port != replica.port
+                    or status.metadata.get('service_id') != service_id
+                    or status.state not in (base.RUNNING, base.STARTING)):
+                continue
+            LOG.warning('Stopping instance %s of service %s: replica %s '
+                        'takes over %s:%s.', status.workload_id, service_id,
+                        replica.workload_id, status.host, status.port)
+            with self._workload_locks[status.workload_id]:
+                self.driver.stop(status.workload_id)
+                self.prober.forget(status.workload_id)
+
+    def _activate_once_free(self, status: base.WorkloadStatus,
+                            deadline: float) -> None:
+        """Activate when the workload's ports are free; retry while the
+        driver itself finds them taken (an engine publishing them)."""
+        ports = [p for p in (status.port, status.status_port) if p]
+        while True:
+            self._wait_ports_free(ports, deadline)
+            try:
+                self.driver.activate(status.workload_id)
+                return
+            except exception.WorkloadStartFailed as exc:
+                reason = exc.kwargs.get('reason') or str(exc)
+                if (_PORT_BUSY not in reason.lower()
+                        or time.monotonic() >= deadline):
+                    raise _NotReady(reason) from None
+            time.sleep(0.05)
+
+    def _reactivate_if_port_was_busy(self, status: base.WorkloadStatus,
+                                     deadline: float) -> bool:
+        """Start again an activated workload that exited because its port
+        was still held (a primary that had not quite let go of it)."""
+        if time.monotonic() >= deadline:
+            return False
+        tail = self.driver.log_tail(status.workload_id,
+                                    _PORT_BUSY_TAIL_LINES)
+        if _PORT_BUSY not in tail.lower():
+            return False
+        LOG.info('Workload %s found port %s still in use; activating it '
+                 'again once the port is free.', status.workload_id,
+                 status.port)
+        prepared = self.driver.deactivate(status.workload_id)
+        self._activate_once_free(prepared, deadline)
+        return True
+
+    def _fail_activation(self, current: base.WorkloadStatus,
+                         why: str) -> NoReturn:
+        """Raise WorkloadStartFailed; the workload is left prepared (or,
+        when that cannot be done, removed)."""
+        workload_id = current.workload_id
+        try:
+            # Still prepared: it did not run in this call, and the log
+            # (if any) is an earlier call's.
+            ran = self.driver.status(workload_id).state != base.PREPARED
+        except exception.CryptoCloudException:
+            ran = True
+        tail = ''
+        if ran:
+            tail = self.driver.log_tail(workload_id, _LOG_TAIL_LINES)
+            tail = tail[-_LOG_TAIL_CHARS:]
+        try:
+            self.driver.deactivate(workload_id)
+            outcome = 'it is left prepared'
+        except Exception as exc:  # noqa: BLE001 - reported below
+            LOG.warning('Could not return workload %s to prepared (%s); '
+                        'removing it.', workload_id, exc)
+            try:
+                self.driver.stop(workload_id)
+                outcome = ('it could not be returned to prepared (%s) and '
+                           'was removed' % exc)
+            except Exception as stop_exc:  # noqa: BLE001 - reported below
+                outcome = ('it could not be returned to prepared (%s) nor '
+                           'removed (%s)' % (exc, stop_exc))
+        reason = '%s; %s' % (why, outcome)
+        if tail:
+            reason += '; last lines of its log:\n' + tail
+        LOG.error('Workload %s (%s) did not come up when activated: %s; '
+                  '%s', workload_id, current.kind, why, outcome)
+        raise exception.WorkloadStartFailed(workload_id=workload_id,
                                             reason=reason)
 
     # -- RPC endpoints ----------------------------------------------------
@@ -381,10 +626,87 @@ class ComputeManager:
                 instance_id, service_id, group_id, ports[0], endpoints,
                 credentials, image))
 
+    def prepare_instance(self, context: cc_context.RequestContext,
+                         instance_id: str, service_id: str, group_id: str,
+                         vhsm_endpoints: list[str],
+                         credentials: list[dict], image: str | None = None,
+                         port: int | None = None) -> dict:
+        """Make a service instance ready to run, not running (RPC 1.2).
+
+        Everything ``start_instance`` does but run it: its status is
+        "prepared" and it holds one instance slot and its port until it
+        is activated or stopped.  ``port`` (one of the node's range) lets
+        a replica on its primary's node share the primary's port, to take
+        over that host:port when activated; without it a free port is
+        allocated.  Preparing a prepared instance again rewrites it
+        (keeping its port unless given one); a running one is a Conflict.
+        """
+        self._check_role('service')
+        _check_service_id(service_id)
+        _check_group_id(group_id)
+        endpoints = _check_endpoints(vhsm_endpoints)
+        credentials_file_text(credentials)
+        image = _check_image(image)
+        port = self._check_port(port)
+        return self._prepare(
+            instance_id, base.CRYPTOSERVICE, service_id, port,
+            lambda chosen: self._instance_spec(
+                instance_id, service_id, group_id, chosen, endpoints,
+                credentials, image))
+
+    def activate_workload(self, context: cc_context.RequestContext,
+                          workload_id: str) -> dict:
+        """Start a prepared workload and wait until it answers (RPC 1.2).
+
+        Returns its status once it listens and its /healthz answers, as
+        ``start_instance`` does; a running workload is returned as it is.
+        Taking over a port (a replica prepared with its primary's port):
+        running instances of the same service on that port are stopped
+        first, and the activation waits (up to ``[compute]
+        start_timeout``) until the port is free; a program that still
+        found it taken and exited is started again once it is free.  On
+        failure it raises WorkloadStartFailed with the end of the log, and
+        the workload is left prepared (removed only if it cannot be).
+        """
+        base.check_workload_id(workload_id)
+        with self._workload_locks[workload_id]:
+            current = self.driver.status(workload_id)
+            if current.state == base.MISSING:
+                raise exception.ResourceNotFound(kind='Workload',
+                                                 id=workload_id)
+            if current.state == base.RUNNING:
+                return self.prober.probe(current).to_dict()
+            if current.state != base.PREPARED:
+                raise exception.InvalidState(
+                    kind='workload', resource_id=workload_id,
+                    state=current.state, action='activate')
+            began = time.monotonic()
+            deadline = began + self.conf.start_timeout
+            try:
+                self._demote_port_holders(current)
+                self._activate_once_free(current, deadline)
+                status = self._poll_ready(
+                    workload_id, current.kind, current.host, current.port,
+                    deadline, on_exit=self._reactivate_if_port_was_busy)
+            except _NotReady as exc:
+                self._fail_activation(current, str(exc))
+            except exception.CryptoCloudException as exc:
+                self._fail_activation(current, exc.message)
+            except OSError as exc:
+                self._fail_activation(current, '%s (%s)' % (
+                    type(exc).__name__, exc.strerror or exc))
+            LOG.info('%s workload %s was activated and is up on %s:%s in '
+                     '%.2f s.', current.kind, workload_id, status.host,
+                     status.port, time.monotonic() - began)
+            return status.to_dict()
+
     def update_instance(self, context: cc_context.RequestContext,
                         instance_id: str, vhsm_endpoints: list[str],
                         credentials: list[dict]) -> dict:
-        """Rewrite an instance's vHSMs and credentials; SIGHUP, no restart."""
+        """Rewrite an instance's vHSMs and credentials; SIGHUP, no restart.
+
+        A prepared instance gets its files rewritten and stays prepared.
+        """
         base.check_workload_id(instance_id)
         endpoints = _check_endpoints(vhsm_endpoints)
         credentials_file_text(credentials)

@@ -1,9 +1,9 @@
 """Client side of the compute daemon's RPC API (topic ``cryptocloud-compute``).
 
-The conductor calls one node at a time (``server=<host>``) to start, update,
-stop and list its workloads.  Every argument and result is plain JSON data;
-nothing secret crosses the bus: vHSM group secrets are derived on the node
-and service credentials travel as SHA-256 hashes only.
+The conductor calls one node at a time (``server=<host>``) to start, prepare,
+activate, update, stop and list its workloads.  Every argument and result
+is plain JSON data; nothing secret crosses the bus: vHSM group secrets are
+derived on the node and service credentials travel as SHA-256 hashes only.
 """
 
 import functools
@@ -11,11 +11,12 @@ import functools
 import oslo_messaging as messaging
 
 from cryptocloud.common import context as cc_context
+from cryptocloud.common import exception
 from cryptocloud.common import rpc
 from cryptocloud.conf import CONF
 
 # Shared by this client and ComputeManager (the server).
-RPC_API_VERSION = '1.1'
+RPC_API_VERSION = '1.2'
 
 
 class ComputeAPI:
@@ -27,6 +28,10 @@ class ComputeAPI:
     |       stop_workload, list_workloads (all calls).
     | 1.1 - start_vhsm and start_instance take ``image``, the registry
     |       reference pinned by digest that the workload runs from.
+    | 1.2 - prepare_instance (a replica made ready to run, not running;
+    |       optionally on its primary's port) and activate_workload (start
+    |       a prepared workload and wait until it answers).  Workload
+    |       statuses may say "prepared".
     """
 
     RPC_API_VERSION = RPC_API_VERSION
@@ -88,6 +93,42 @@ class ComputeAPI:
             service_id=service_id, group_id=group_id,
             vhsm_endpoints=list(vhsm_endpoints),
             credentials=[dict(c) for c in credentials], **extra)
+
+    def _replica_version(self, host: str, action: str) -> str:
+        if not self.can_send_version('1.2'):
+            raise exception.ComputeTooOld(host=host, action=action,
+                                          version='1.2')
+        return '1.2'
+
+    def prepare_instance(self, ctxt: cc_context.RequestContext, host: str,
+                         instance_id: str, service_id: str, group_id: str,
+                         vhsm_endpoints: list[str],
+                         credentials: list[dict], image: str | None = None,
+                         port: int | None = None) -> dict:
+        """Prepare a replica on ``host`` (ready to run, not running).
+
+        Its status says "prepared".  ``port`` is the port of its primary
+        on the same node, to take over that host:port when activated;
+        None lets the node allocate one.  ComputeTooOld when the version
+        cap is below 1.2.
+        """
+        version = self._replica_version(host, 'prepare replicas')
+        return self._prepare(host, version).call(
+            ctxt, 'prepare_instance', instance_id=instance_id,
+            service_id=service_id, group_id=group_id,
+            vhsm_endpoints=list(vhsm_endpoints),
+            credentials=[dict(c) for c in credentials], image=image,
+            port=port)
+
+    def activate_workload(self, ctxt: cc_context.RequestContext, host: str,
+                          workload_id: str) -> dict:
+        """Start a prepared workload on ``host``; its status once it
+        answers (WorkloadStartFailed otherwise, the workload left
+        prepared).  ComputeTooOld when the version cap is below 1.2.
+        """
+        version = self._replica_version(host, 'activate replicas')
+        return self._prepare(host, version).call(
+            ctxt, 'activate_workload', workload_id=workload_id)
 
     def update_instance(self, ctxt: cc_context.RequestContext, host: str,
                         instance_id: str, vhsm_endpoints: list[str],

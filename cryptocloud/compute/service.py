@@ -38,7 +38,10 @@ class ComputeService:
         # Orphans named by the previous heartbeat's answer.
         self._orphans: set[str] = set()
         self._stop = threading.Event()
+        # Set to send the next heartbeat now (a workload died).
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
         self._rpc_server = None
 
     def start(self) -> None:
@@ -57,6 +60,11 @@ class ComputeService:
                                         name='compute-heartbeat',
                                         daemon=True)
         self._thread.start()
+        if CONF.compute.watch_interval > 0:
+            self._watcher = threading.Thread(target=self._watch,
+                                             name='compute-watch',
+                                             daemon=True)
+            self._watcher.start()
         LOG.info('Compute node %s serving on topic %s with %d adopted '
                  'workloads.', self.host, rpc.COMPUTE_TOPIC, len(adopted))
 
@@ -99,10 +107,32 @@ class ComputeService:
                             exc)
         self._orphans = orphans - self._orphans
 
+    def _watch(self) -> None:
+        """Wake the heartbeat when a running workload stops running."""
+        interval = CONF.compute.watch_interval
+        running: set[str] = set()
+        while not self._stop.wait(interval):
+            try:
+                now = {s.workload_id for s in self.manager.driver.list()
+                       if s.state == 'running'}
+            except Exception as exc:  # noqa: BLE001 - the heartbeat says
+                LOG.debug('Workload check failed: %s', exc)
+                continue
+            died = running - now
+            running = now
+            if died:
+                LOG.info('Workload(s) %s stopped running; reporting now.',
+                         ', '.join(sorted(died)))
+                self._wake.set()
+
     def _loop(self) -> None:
         interval = CONF.compute.heartbeat_interval
         wait = 0.0
-        while not self._stop.wait(wait):
+        while True:
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             wait = interval
             try:
                 if not self.registered:
@@ -117,9 +147,13 @@ class ComputeService:
     def stop(self) -> None:
         """Stop heartbeats and RPC; the workloads keep running."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(CONF.compute.heartbeat_interval + 30)
             self._thread = None
+        if self._watcher is not None:
+            self._watcher.join(CONF.compute.watch_interval + 30)
+            self._watcher = None
         if self._rpc_server is not None:
             self._rpc_server.stop()
             self._rpc_server.wait()

@@ -39,6 +39,12 @@ OPTS = [
     cfg.IntOpt('heartbeat_interval', default=5, min=1, max=3600,
                help='Seconds between heartbeats (with workload states '
                     'and load) to the conductor.'),
+    cfg.FloatOpt('watch_interval', default=0.5, min=0.0, max=60.0,
+                 help='Seconds between checks of the workloads\' states '
+                      'between heartbeats. A workload that was running '
+                      'and exited makes the next heartbeat go at once, so '
+                      'that a replica takes over without waiting for the '
+                      'heartbeat interval. 0 turns the check off.'),
     cfg.StrOpt('master_key_file', default='/etc/cryptocloud/master.key',
                help='Operator master key, given to the vHSMs of this '
                     'node (device role).'),

@@ -5,6 +5,11 @@ processes (``process``), as containers (``docker``) or only in
 memory (``recording``, for the control-plane scale benchmark).  Drivers are
 loaded by name from the ``cryptocloud.compute.drivers`` entry points and
 never import the db layer: they know workloads, not rows.
+
+A workload is either started at once (``start``) or prepared first
+(``prepare``: a cold standby, everything done but running it) and started
+later with ``activate``, which then takes about as long as the program
+needs to listen.
 """
 
 import abc
@@ -27,6 +32,9 @@ RUNNING = 'running'
 STARTING = 'starting'
 EXITED = 'exited'
 MISSING = 'missing'
+# Ready to run but not running (a cold standby): files written, image
+# pulled, container created; it holds its port until it is removed.
+PREPARED = 'prepared'
 
 
 _WORKLOAD_ID = re.compile(r'^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$')
@@ -149,8 +157,39 @@ class WorkloadDriver(abc.ABC):
         """Write the workload's files and start it; return at once."""
 
     @abc.abstractmethod
+    def prepare(self, spec: WorkloadSpec) -> WorkloadStatus:
+        """Make the workload ready to run without running it.
+
+        Everything ``start`` does but run the program: the files are
+        written, the image pulled, the container created; the workload is
+        then PREPARED and keeps its ports until ``stop``.  A workload that
+        runs raises Conflict; preparing a PREPARED workload again rewrites
+        it, and the remains of an exited one are replaced.
+        """
+
+    @abc.abstractmethod
+    def activate(self, workload_id: str) -> WorkloadStatus:
+        """Start a PREPARED workload; return at once, like ``start``.
+
+        A workload that runs already is returned as it is; any other
+        state raises InvalidState.
+        """
+
+    @abc.abstractmethod
+    def deactivate(self, workload_id: str) -> WorkloadStatus:
+        """Stop the program but keep the workload: it is PREPARED again.
+
+        Its files (and image) stay, so that ``activate`` can run it once
+        more; a PREPARED workload is returned as it is and an unknown one
+        raises InvalidState.
+        """
+
+    @abc.abstractmethod
     def update(self, spec: WorkloadSpec) -> WorkloadStatus:
-        """Rewrite a running workload's files, then reload it."""
+        """Rewrite a running workload's files, then reload it.
+
+        A PREPARED workload gets its files rewritten and stays PREPARED.
+        """
 
     @abc.abstractmethod
     def reload(self, workload_id: str) -> None:
@@ -158,7 +197,8 @@ class WorkloadDriver(abc.ABC):
 
     @abc.abstractmethod
     def stop(self, workload_id: str) -> None:
-        """Stop the workload and remove its files; no error if gone."""
+        """Stop the workload and remove its files (and container), also
+        a PREPARED one; no error if gone."""
 
     @abc.abstractmethod
     def status(self, workload_id: str) -> WorkloadStatus:
@@ -166,7 +206,8 @@ class WorkloadDriver(abc.ABC):
 
     @abc.abstractmethod
     def list(self) -> list[WorkloadStatus]:
-        """Every workload of this node, also those of an earlier daemon."""
+        """Every workload of this node, PREPARED ones included, also
+        those of an earlier daemon."""
 
     def workdir(self, workload_id: str) -> str:
         """Directory that holds the workload's files."""

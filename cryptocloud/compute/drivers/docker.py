@@ -23,6 +23,13 @@ several compute daemons sharing one engine under distinct host names each
 see and touch only their own containers.  A container whose directory is
 gone is an orphan and is removed when the driver starts.
 
+A prepared workload (a cold standby) has its files written, its image
+pulled and its container created with every setting of a started one,
+but not started; the label ``io.cryptocloud.prepared=1`` tells it from a
+container whose start failed, and ``activate`` starts it.  ``deactivate``
+replaces a workload's container by a prepared one built from its
+``workload.json``, so that it can be activated again.
+
 The program is the container's PID 1 (no init process): both programs
 handle SIGTERM and SIGHUP, and the engine's ``State.Pid`` is then the
 program itself, whose CPU time the compute probes read from /proc.
@@ -78,6 +85,7 @@ LABEL_PORT = LABEL_PREFIX + 'port'
 LABEL_STATUS_PORT = LABEL_PREFIX + 'status_port'
 LABEL_METADATA = LABEL_PREFIX + 'metadata'
 LABEL_WORKDIR = LABEL_PREFIX + 'workdir'
+LABEL_PREPARED = LABEL_PREFIX + 'prepared'
 
 _IMAGE_REF = re.compile(r'^[^@\s]+/[^@\s]+@sha256:[0-9a-f]{64}$')
 _NAME_CHARS = re.compile(r'[^A-Za-z0-9_.-]')
@@ -444,8 +452,8 @@ class DockerDriver(base.WorkloadDriver):
 
     # -- containers -------------------------------------------------------
 
-    def container_config(self, spec: base.WorkloadSpec,
-                         config_file: str) -> dict:
+    def container_config(self, spec: base.WorkloadSpec, config_file: str,
+                         prepared: bool = False) -> dict:
         """Keyword arguments of ``containers.create`` for ``spec``."""
         workdir = self.workdir(spec.workload_id)
         cpus, memory_mb = self.limits[spec.kind]
@@ -461,6 +469,8 @@ class DockerDriver(base.WorkloadDriver):
                                        sort_keys=True),
             LABEL_WORKDIR: workdir,
         }
+        if prepared:
+            labels[LABEL_PREPARED] = '1'
         kwargs = {
             'image': spec.image,
             'command': [PROGRAMS[spec.kind], '--config-file', config_file],
@@ -583,6 +593,12 @@ class DockerDriver(base.WorkloadDriver):
                 engine_state == 'created' and workload_id in self._starting):
             status.state = base.STARTING
             status.reason = 'container %s is %s' % (short_id, engine_state)
+        elif engine_state == 'created' and labels.get(LABEL_PREPARED) == '1':
+            status.state = base.PREPARED
+            status.reason = ('prepared: container %s is created, ready to '
+                             'be activated%s'
+                             % (short_id, '' if not state.get('Error')
+                                else '; engine error: %s' % state['Error']))
         elif engine_state == 'created':
             status.reason = ('container %s was created but never started%s'
                              % (short_id, '' if not state.get('Error')
@@ -646,15 +662,24 @@ class DockerDriver(base.WorkloadDriver):
 
     def start(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
         """Pull the image if needed, write the files, run the container."""
+        return self._provision(spec, run=True)
+
+    def prepare(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
+        """Pull the image, write the files, create the container only."""
+        return self._provision(spec, run=False)
+
+    def _provision(self, spec: base.WorkloadSpec,
+                   run: bool) -> base.WorkloadStatus:
+        failure = (exception.WorkloadStartFailed if run
+                   else exception.WorkloadPrepareFailed)
         image = self._check_image(spec)
         workload_id = spec.workload_id
         with self._lock_for(workload_id):
             try:
                 attrs = self._find_container(workload_id)
             except exception.WorkloadDriverError as exc:
-                raise exception.WorkloadStartFailed(
-                    workload_id=workload_id, reason=exc.kwargs['reason']
-                ) from None
+                raise failure(workload_id=workload_id,
+                              reason=exc.kwargs['reason']) from None
             if attrs is not None:
                 current = self._status_from(attrs)
                 if current.state == base.RUNNING:
@@ -665,21 +690,22 @@ class DockerDriver(base.WorkloadDriver):
                 self._starting[workload_id] = spec
             try:
                 if attrs is not None:
-                    LOG.info('Removing the stale container %s of workload '
-                             '%s.', attrs['Id'][:12], workload_id)
+                    LOG.info('Removing the earlier container %s of '
+                             'workload %s.', attrs['Id'][:12], workload_id)
                     self._remove_container(attrs['Id'])
                 self._ensure_image(image)
                 config_file = self._write_files(spec)
-                self._run(spec, config_file)
+                self._run(spec, config_file, start=run)
             except (exception.WorkloadDriverError, OSError) as exc:
                 reason = (exc.kwargs['reason']
                           if isinstance(exc, exception.WorkloadDriverError)
                           else '%s: %s' % (type(exc).__name__, exc))
                 self._clean_failed_start(workload_id)
-                LOG.error('Workload %s (%s) did not start: %s',
-                          workload_id, spec.kind, reason)
-                raise exception.WorkloadStartFailed(
-                    workload_id=workload_id, reason=reason) from None
+                LOG.error('Workload %s (%s) could not be %s: %s',
+                          workload_id, spec.kind,
+                          'started' if run else 'prepared', reason)
+                raise failure(workload_id=workload_id,
+                              reason=reason) from None
             except BaseException:
                 self._clean_failed_start(workload_id)
                 raise
@@ -687,23 +713,106 @@ class DockerDriver(base.WorkloadDriver):
                 with self._lock:
                     self._starting.pop(workload_id, None)
             status = self._status(workload_id)
-            LOG.info('Started %s workload %s (%s, image %s, port %s).',
-                     spec.kind, workload_id, status.workload_ref, image,
-                     spec.port)
+            LOG.info('%s %s workload %s (%s, image %s, port %s).',
+                     'Started' if run else 'Prepared', spec.kind,
+                     workload_id, status.workload_ref, image, spec.port)
             return status
 
-    def _run(self, spec: base.WorkloadSpec, config_file: str) -> None:
-        kwargs = self.container_config(spec, config_file)
+    def _run(self, spec: base.WorkloadSpec, config_file: str,
+             start: bool = True) -> None:
+        kwargs = self.container_config(spec, config_file,
+                                       prepared=not start)
         name = kwargs['name']
         try:
             with self._engine('creating container %s' % name):
                 container = self._docker().containers.create(**kwargs)
-            with self._engine('starting container %s' % name):
-                container.start()
+            if start:
+                with self._engine('starting container %s' % name):
+                    container.start()
         except docker.errors.NotFound as exc:
             # The image (or the container) vanished meanwhile.
             raise exception.WorkloadDriverError(
                 reason=self._describe(exc, 'running %s' % name)) from None
+
+    def activate(self, workload_id: str) -> base.WorkloadStatus:
+        """Start the created container of a prepared workload."""
+        base.check_workload_id(workload_id)
+        with self._lock_for(workload_id):
+            try:
+                attrs = self._find_container(workload_id)
+            except exception.WorkloadDriverError as exc:
+                raise exception.WorkloadStartFailed(
+                    workload_id=workload_id, reason=exc.kwargs['reason']
+                ) from None
+            current = (self._status_from(attrs) if attrs is not None
+                       else self._status_without_container(workload_id,
+                                                           False))
+            if current.state == base.RUNNING:
+                return current
+            if current.state != base.PREPARED:
+                raise exception.InvalidState(
+                    kind='workload', resource_id=workload_id,
+                    state=current.state, action='activate')
+            name = self.container_name(workload_id)
+            try:
+                with self._engine('starting container %s' % name):
+                    self._api.start(attrs['Id'])
+            except docker.errors.NotFound as exc:
+                raise exception.WorkloadStartFailed(
+                    workload_id=workload_id,
+                    reason=self._describe(exc, 'starting %s' % name)
+                ) from None
+            except exception.WorkloadDriverError as exc:
+                raise exception.WorkloadStartFailed(
+                    workload_id=workload_id, reason=exc.kwargs['reason']
+                ) from None
+            status = self._status(workload_id)
+            LOG.info('Activated %s workload %s (%s, port %s).',
+                     current.kind, workload_id, status.workload_ref,
+                     current.port)
+            return status
+
+    def _spec_from_meta(self, workload_id: str) -> base.WorkloadSpec | None:
+        """The spec of a workload whose files are written, from its
+        ``workload.json`` (no config text: the files are there)."""
+        meta = self._read_meta(workload_id)
+        if meta is None:
+            return None
+        metadata = dict(meta.get('metadata') or {})
+        image = metadata.pop('image', None)
+        return base.WorkloadSpec(
+            workload_id=workload_id, kind=meta.get('kind', base.VHSM),
+            port=meta.get('port'), config_text='',
+            workdir=self.workdir(workload_id),
+            status_port=meta.get('status_port'),
+            host=meta.get('host', '127.0.0.1'), metadata=metadata,
+            image=image)
+
+    def deactivate(self, workload_id: str) -> base.WorkloadStatus:
+        """Replace the container by a prepared (created) one."""
+        base.check_workload_id(workload_id)
+        with self._lock_for(workload_id):
+            attrs = self._find_container(workload_id)
+            spec = self._spec_from_meta(workload_id)
+            if spec is None or not spec.image:
+                current = (self._status_from(attrs) if attrs is not None
+                           else self._status_without_container(
+                               workload_id, False))
+                raise exception.InvalidState(
+                    kind='workload', resource_id=workload_id,
+                    state=current.state, action='deactivate')
+            if attrs is not None:
+                if self._status_from(attrs).state == base.PREPARED:
+                    return self._status_from(attrs)
+                self._remove_container(attrs['Id'],
+                                       timeout=self.stop_timeout)
+            # The image normally is still here; a prune may have taken it.
+            self._ensure_image(spec.image)
+            self._run(spec, self._config_path(workload_id, spec.kind),
+                      start=False)
+            LOG.info('Deactivated workload %s: prepared again.',
+                     workload_id)
+            return self._status(workload_id)
 
     def _clean_failed_start(self, workload_id: str) -> None:
         """Remove what a failed start left (the caller will not)."""
@@ -717,11 +826,15 @@ class DockerDriver(base.WorkloadDriver):
         shutil.rmtree(self.workdir(workload_id), ignore_errors=True)
 
     def update(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
-        """Rewrite the files of a running workload and send SIGHUP."""
+        """Rewrite the files of a running workload and send SIGHUP.
+
+        A prepared workload only gets its files rewritten: its container
+        reads them when it starts.
+        """
         workload_id = spec.workload_id
         with self._lock_for(workload_id):
             current = self._status(workload_id)
-            if current.state != base.RUNNING:
+            if current.state not in (base.RUNNING, base.PREPARED):
                 raise exception.InvalidState(
                     kind='workload', resource_id=workload_id,
                     state=current.state, action='update')
@@ -733,7 +846,8 @@ class DockerDriver(base.WorkloadDriver):
             # The labels keep the image the container runs.
             self._write_files(dataclasses.replace(spec,
                                                   image=running_image))
-            self._hup(workload_id)
+            if current.state == base.RUNNING:
+                self._hup(workload_id)
             return self._status(workload_id)
 
     def reload(self, workload_id: str) -> None:

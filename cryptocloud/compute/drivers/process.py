@@ -5,13 +5,17 @@ Each workload runs the real ``cryptocloud-vhsm`` or
 session of its own, so that it keeps running when the daemon stops or
 restarts.  Its files live in ``<state_path>/workloads/<workload_id>/``:
 
-- ``workload.json``: kind, ports and non-secret metadata (for adoption);
+- ``workload.json``: kind, ports and non-secret metadata (for adoption),
+  and ``prepared`` for a workload made by ``prepare``;
 - ``<kind>.conf`` and the extra files of the spec, mode 0600, and links
   to the node files it reads (the master key);
-- ``pid``: the process id;
+- ``pid``: the process id, written when the program is spawned;
 - ``workload.log``: everything the program prints.
 
-A restarted daemon finds its workloads again through these files.  A pid
+A prepared workload has its files but no pid file until it is activated;
+``deactivate`` stops the program and removes the pid file, making it
+prepared again.  A restarted daemon finds its workloads again through
+these files.  A pid
 counts only while ``/proc/<pid>/cmdline`` names the workload's own config
 file, so a pid recycled by an unrelated process is never adopted (nor
 signalled).
@@ -105,7 +109,8 @@ class ProcessDriver(base.WorkloadDriver):
 
     # -- files ------------------------------------------------------------
 
-    def _write_files(self, spec: base.WorkloadSpec) -> str:
+    def _write_files(self, spec: base.WorkloadSpec,
+                     prepared: bool = False) -> str:
         workdir = self.workdir(spec.workload_id)
         os.makedirs(workdir, mode=0o700, exist_ok=True)
         os.chmod(workdir, 0o700)
@@ -128,9 +133,14 @@ class ProcessDriver(base.WorkloadDriver):
                 'status_port': spec.status_port,
                 'metadata': dict(spec.metadata),
                 'config_file': config_file}
-        _write_private(os.path.join(workdir, META_FILE),
-                       json.dumps(meta, sort_keys=True) + '\n')
+        if prepared:
+            meta['prepared'] = True
+        self._write_meta(spec.workload_id, meta)
         return config_file
+
+    def _write_meta(self, workload_id: str, meta: dict) -> None:
+        _write_private(os.path.join(self.workdir(workload_id), META_FILE),
+                       json.dumps(meta, sort_keys=True) + '\n')
 
     def _read_meta(self, workload_id: str) -> dict | None:
         path = os.path.join(self.workdir(workload_id), META_FILE)
@@ -170,36 +180,105 @@ class ProcessDriver(base.WorkloadDriver):
         # config file path is unique to it.
         return config_file in _cmdline(pid)
 
+    def _refuse_running(self, workload_id: str) -> None:
+        if self._status(workload_id).state == base.RUNNING:
+            raise exception.Conflict(
+                reason='workload %s is already running' % workload_id)
+
+    def _spawn(self, workload_id: str, kind: str, config_file: str) -> int:
+        """Run the program in a new session; write and return its pid."""
+        workdir = self.workdir(workload_id)
+        log_path = os.path.join(workdir, LOG_FILE)
+        log = open(log_path, 'ab')  # noqa: SIM115 - the child owns it
+        try:
+            proc = subprocess.Popen(
+                self.argv(kind, config_file), stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=workdir, start_new_session=True, close_fds=True)
+        finally:
+            log.close()
+        self._children[workload_id] = proc
+        _write_private(os.path.join(workdir, PID_FILE), '%d\n' % proc.pid)
+        return proc.pid
+
+    def _forget_process(self, workload_id: str) -> None:
+        """Drop the pid file and reap our child, if any."""
+        child = self._children.pop(workload_id, None)
+        if child is not None:
+            child.poll()
+        try:
+            os.unlink(os.path.join(self.workdir(workload_id), PID_FILE))
+        except FileNotFoundError:
+            pass
+
     def start(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
         """Write the files and start the program in a new session."""
         with self._lock:
-            current = self._status(spec.workload_id)
-            if current.state == base.RUNNING:
-                raise exception.Conflict(
-                    reason='workload %s is already running'
-                           % spec.workload_id)
+            self._refuse_running(spec.workload_id)
             config_file = self._write_files(spec)
-            workdir = self.workdir(spec.workload_id)
-            log_path = os.path.join(workdir, LOG_FILE)
-            log = open(log_path, 'ab')  # noqa: SIM115 - the child owns it
-            try:
-                proc = subprocess.Popen(
-                    self.argv(spec.kind, config_file), stdout=log,
-                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    cwd=workdir, start_new_session=True, close_fds=True)
-            finally:
-                log.close()
-            self._children[spec.workload_id] = proc
-            _write_private(os.path.join(workdir, PID_FILE),
-                           '%d\n' % proc.pid)
+            pid = self._spawn(spec.workload_id, spec.kind, config_file)
             LOG.info('Started %s workload %s (pid %d, port %s).',
-                     spec.kind, spec.workload_id, proc.pid, spec.port)
+                     spec.kind, spec.workload_id, pid, spec.port)
             return self._status(spec.workload_id)
 
+    def prepare(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
+        """Write the files, marked prepared; start no process."""
+        with self._lock:
+            self._refuse_running(spec.workload_id)
+            self._forget_process(spec.workload_id)
+            self._write_files(spec, prepared=True)
+            LOG.info('Prepared %s workload %s (port %s).', spec.kind,
+                     spec.workload_id, spec.port)
+            return self._status(spec.workload_id)
+
+    def activate(self, workload_id: str) -> base.WorkloadStatus:
+        """Start a prepared workload's program, exactly as ``start``."""
+        base.check_workload_id(workload_id)
+        with self._lock:
+            current = self._status(workload_id)
+            if current.state == base.RUNNING:
+                return current
+            if current.state != base.PREPARED:
+                raise exception.InvalidState(
+                    kind='workload', resource_id=workload_id,
+                    state=current.state, action='activate')
+            pid = self._spawn(workload_id, current.kind,
+                              current.metadata['config_file'])
+            LOG.info('Activated %s workload %s (pid %d, port %s).',
+                     current.kind, workload_id, pid, current.port)
+            return self._status(workload_id)
+
+    def deactivate(self, workload_id: str) -> base.WorkloadStatus:
+        """Stop the program (as ``stop`` does), keep the files."""
+        base.check_workload_id(workload_id)
+        with self._lock:
+            meta = self._read_meta(workload_id)
+            current = self._status(workload_id)
+            if meta is None:
+                raise exception.InvalidState(
+                    kind='workload', resource_id=workload_id,
+                    state=current.state, action='deactivate')
+            if current.state == base.RUNNING:
+                self._terminate(workload_id, current.pid,
+                                current.metadata['config_file'])
+            self._forget_process(workload_id)
+            if not meta.get('prepared'):
+                meta['prepared'] = True
+                self._write_meta(workload_id, meta)
+            LOG.info('Deactivated workload %s: prepared again.',
+                     workload_id)
+            return self._status(workload_id)
+
     def update(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
-        """Rewrite the files of a running workload and send SIGHUP."""
+        """Rewrite the files of a running workload and send SIGHUP.
+
+        A prepared workload only gets its files rewritten.
+        """
         with self._lock:
             current = self._status(spec.workload_id)
+            if current.state == base.PREPARED:
+                self._write_files(spec, prepared=True)
+                return self._status(spec.workload_id)
             if current.state != base.RUNNING:
                 raise exception.InvalidState(
                     kind='workload', resource_id=spec.workload_id,
@@ -282,7 +361,10 @@ class ProcessDriver(base.WorkloadDriver):
             port=meta.get('port'), status_port=meta.get('status_port'),
             metadata=metadata)
         pid = self._read_pid(workload_id)
-        if pid is None:
+        if pid is None and meta.get('prepared'):
+            status.state = base.PREPARED
+            status.reason = 'prepared: ready to be activated'
+        elif pid is None:
             status.reason = 'never started (no pid file)'
         elif self._alive(workload_id, pid, config_file):
             status.state = base.RUNNING

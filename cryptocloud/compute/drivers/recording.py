@@ -2,12 +2,13 @@
 
 For the control-plane scale benchmark only, where 100 simulated compute
 nodes run in one process: it records every spec it is given and reports
-each workload as running and healthy without starting anything.  Never
-use it on a real node.
+each workload as running and healthy without starting anything (or as
+prepared, until it is activated).  Never use it on a real node.
 """
 
 import threading
 
+from cryptocloud.common import exception
 from cryptocloud.compute.drivers import base
 
 
@@ -20,28 +21,71 @@ class RecordingDriver(base.WorkloadDriver):
         super().__init__(state_path)
         self.specs: dict[str, base.WorkloadSpec] = {}
         self.reloads: dict[str, int] = {}
+        # Workloads prepared and not activated since.
+        self.prepared: set[str] = set()
         self._lock = threading.Lock()
 
     def _status(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
+        prepared = spec.workload_id in self.prepared
         return base.WorkloadStatus(
             workload_id=spec.workload_id, kind=spec.kind,
-            state=base.RUNNING, host=spec.host, port=spec.port,
-            status_port=spec.status_port, healthy=True,
+            state=base.PREPARED if prepared else base.RUNNING,
+            host=spec.host, port=spec.port, status_port=spec.status_port,
+            healthy=not prepared,
             workload_ref='recorded:%s' % spec.workload_id,
+            reason='prepared: ready to be activated' if prepared else None,
             metadata=dict(spec.metadata))
+
+    def _refuse_running(self, workload_id: str) -> None:
+        if (workload_id in self.specs
+                and workload_id not in self.prepared):
+            raise exception.Conflict(
+                reason='workload %s is already running' % workload_id)
 
     def start(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
         """Record ``spec``; the workload is running at once."""
         with self._lock:
             self.specs[spec.workload_id] = spec
+            self.prepared.discard(spec.workload_id)
+            return self._status(spec)
+
+    def prepare(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
+        """Record ``spec``; the workload is prepared, not running."""
+        with self._lock:
+            self._refuse_running(spec.workload_id)
+            self.specs[spec.workload_id] = spec
+            self.prepared.add(spec.workload_id)
+            return self._status(spec)
+
+    def activate(self, workload_id: str) -> base.WorkloadStatus:
+        """A prepared workload is running (and healthy) at once."""
+        with self._lock:
+            spec = self.specs.get(workload_id)
+            if spec is None:
+                raise exception.InvalidState(
+                    kind='workload', resource_id=workload_id,
+                    state=base.MISSING, action='activate')
+            self.prepared.discard(workload_id)
+            return self._status(spec)
+
+    def deactivate(self, workload_id: str) -> base.WorkloadStatus:
+        """The workload is prepared again."""
+        with self._lock:
+            spec = self.specs.get(workload_id)
+            if spec is None:
+                raise exception.InvalidState(
+                    kind='workload', resource_id=workload_id,
+                    state=base.MISSING, action='deactivate')
+            self.prepared.add(workload_id)
             return self._status(spec)
 
     def update(self, spec: base.WorkloadSpec) -> base.WorkloadStatus:
-        """Record the new spec and count a reload."""
+        """Record the new spec and count a reload (if it runs)."""
         with self._lock:
             self.specs[spec.workload_id] = spec
-            self.reloads[spec.workload_id] = (
-                self.reloads.get(spec.workload_id, 0) + 1)
+            if spec.workload_id not in self.prepared:
+                self.reloads[spec.workload_id] = (
+                    self.reloads.get(spec.workload_id, 0) + 1)
             return self._status(spec)
 
     def reload(self, workload_id: str) -> None:
@@ -54,6 +98,7 @@ class RecordingDriver(base.WorkloadDriver):
         with self._lock:
             self.specs.pop(workload_id, None)
             self.reloads.pop(workload_id, None)
+            self.prepared.discard(workload_id)
 
     def status(self, workload_id: str) -> base.WorkloadStatus:
         """Running and healthy if recorded, else missing."""

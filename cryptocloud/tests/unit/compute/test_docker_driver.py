@@ -655,6 +655,162 @@ class DockerDriverTest(base.ComputeTestCase):
                          [c.name for c in self.containers()])
         self.assertEqual([], restarted.remove_orphans())
 
+    # -- prepared workloads (cold standbys) --------------------------------
+
+    def test_prepare_creates_a_container_that_does_not_run(self):
+        driver = self.new_driver()
+        mgr = self.new_manager(driver)
+        spec = self.vhsm_spec(mgr)
+        status = driver.prepare(spec)
+        self.assertEqual(driver_base.PREPARED, status.state)
+        self.assertIsNone(status.pid)
+        [container] = self.containers()
+        self.assertEqual('created', container.status)
+        self.assertEqual('docker:%s' % container.id[:12],
+                         status.workload_ref)
+        attrs = container.attrs
+        labels = attrs['Config']['Labels']
+        self.assertEqual('1', labels['io.cryptocloud.prepared'])
+        self.assertEqual(str(spec.port), labels['io.cryptocloud.port'])
+        # Every setting of a started container.
+        host_config = attrs['HostConfig']
+        self.assertEqual('10001:10001', attrs['Config']['User'])
+        self.assertEqual(self.image, attrs['Config']['Image'])
+        self.assertEqual('host', host_config['NetworkMode'])
+        self.assertEqual(256 * 2 ** 20, host_config['Memory'])
+        self.assertTrue(host_config['ReadonlyRootfs'])
+        self.assertEqual(['ALL'], host_config['CapDrop'])
+        self.assertEqual([(spec.workdir, spec.workdir, False)],
+                         [(m['Source'], m['Destination'], m['RW'])
+                          for m in attrs['Mounts']])
+        st = os.stat(os.path.join(spec.workdir, 'master.key'))
+        self.assertEqual((10001, 0o400),
+                         (st.st_uid, stat.S_IMODE(st.st_mode)))
+        time.sleep(0.3)
+        self.assertFalse(workloads.port_open(spec.host, spec.port))
+        self.assertEqual([('vhsm-1', driver_base.PREPARED)],
+                         [(s.workload_id, s.state) for s in driver.list()])
+
+        status = driver.activate('vhsm-1')
+        self.assertEqual(driver_base.RUNNING, status.state)
+        self.wait_listening(driver, spec)
+        self.assertEqual('cryptocloud-vhsm', self.stub_state(spec)['program'])
+        # The same container, now running; activated again: as it is.
+        self.assertEqual('docker:%s' % container.id[:12],
+                         driver.activate('vhsm-1').workload_ref)
+        self.assertRaises(exception.Conflict, driver.prepare, spec)
+        driver.stop('vhsm-1')
+        self.assertEqual([], self.containers())
+        self.assertFalse(os.path.exists(spec.workdir))
+        self.assertEqual(driver_base.MISSING,
+                         driver.status('vhsm-1').state)
+
+    def test_prepared_again_and_updated_while_prepared(self):
+        driver = self.new_driver()
+        mgr = self.new_manager(driver)
+        spec = self.instance_spec(mgr)
+        first = driver.prepare(spec)
+        again = driver.prepare(spec)
+        self.assertEqual(driver_base.PREPARED, again.state)
+        self.assertNotEqual(first.workload_ref, again.workload_ref)
+        self.assertEqual(1, len(self.containers()))
+        creds = CREDENTIALS + [{'id': 'cred-2', 'project_id': 'p',
+                                'secret_sha256': 'd' * 64}]
+        status = driver.update(self.instance_spec(mgr, credentials=creds,
+                                                  port=spec.port))
+        self.assertEqual(driver_base.PREPARED, status.state)
+        creds_file = os.path.join(spec.workdir, 'credentials.json')
+        self.assertIn('cred-2', _read_text(creds_file))
+        driver.activate('inst-1')
+        self.wait_listening(driver, spec)
+        self.assertEqual(_sha256_file(creds_file),
+                         self.stub_state(spec)['files']['credentials_file'])
+
+    def test_new_driver_adopts_a_prepared_container(self):
+        driver = self.new_driver()
+        spec = self.vhsm_spec(self.new_manager(driver))
+        prepared = driver.prepare(spec)
+        restarted = self.new_driver()  # no orphan: its files are there
+        [found] = restarted.list()
+        self.assertEqual(('vhsm-1', driver_base.PREPARED,
+                          prepared.workload_ref),
+                         (found.workload_id, found.state, found.workload_ref))
+        self.assertEqual('group-a', found.metadata['group_id'])
+        restarted.activate('vhsm-1')
+        self.wait_listening(restarted, spec)
+        restarted.stop('vhsm-1')
+        self.assertEqual([], self.containers())
+
+    def test_deactivate_makes_a_workload_prepared_again(self):
+        driver = self.new_driver()
+        spec = self.vhsm_spec(self.new_manager(driver))
+        started = self.start(driver, spec)
+        status = driver.deactivate('vhsm-1')
+        self.assertEqual(driver_base.PREPARED, status.state)
+        self.assertNotEqual(started.workload_ref, status.workload_ref)
+        [container] = self.containers()
+        self.assertEqual('created', container.status)
+        self.assertFalse(workloads.port_open(spec.host, spec.port))
+        self.assertEqual(status.workload_ref,
+                         driver.deactivate('vhsm-1').workload_ref)
+        driver.activate('vhsm-1')
+        self.wait_listening(driver, spec)
+        self.assertRaises(exception.InvalidState, driver.deactivate,
+                          'nothing')
+
+    def test_activate_refuses_what_is_not_prepared(self):
+        driver = self.new_driver()
+        spec = self.vhsm_spec(self.new_manager(driver))
+        self.assertRaises(exception.InvalidState, driver.activate, 'vhsm-1')
+        self.start(driver, spec)
+        self.engine.containers.get(driver.container_name('vhsm-1')).kill()
+        self.wait_state(driver, 'vhsm-1', driver_base.EXITED)
+        self.assertRaises(exception.InvalidState, driver.activate, 'vhsm-1')
+        # A container created but never started, not prepared: exited.
+        driver.stop('vhsm-1')
+        config_file = driver._write_files(spec)
+        self.engine.containers.create(
+            **driver.container_config(spec, config_file))
+        status = driver.status('vhsm-1')
+        self.assertEqual(driver_base.EXITED, status.state)
+        self.assertIn('never started', status.reason)
+        self.assertRaises(exception.InvalidState, driver.activate, 'vhsm-1')
+
+    def test_failed_prepare_leaves_nothing(self):
+        driver = self.new_driver()
+        image = '%s@sha256:%s' % (self.stub.repository, 'e' * 64)
+        spec = self.vhsm_spec(self.new_manager(driver), image=image)
+        exc = self.assertRaises(exception.WorkloadPrepareFailed,
+                                driver.prepare, spec)
+        self.assertIn('could not be prepared', str(exc))
+        self.assertIn('could not pull image %s' % image, str(exc))
+        self.assertEqual([], self.containers())
+        self.assertFalse(os.path.exists(spec.workdir))
+
+    def test_manager_takes_over_the_port_of_a_killed_container(self):
+        driver = self.new_driver()
+        mgr = self.new_manager(driver)
+        primary = mgr.start_instance(None, 'inst-1', 'svc-1', 'group-a',
+                                     ['127.0.0.1:1'], CREDENTIALS,
+                                     image=self.image)
+        replica = mgr.prepare_instance(None, 'inst-2', 'svc-1', 'group-a',
+                                       ['127.0.0.1:1'], CREDENTIALS,
+                                       image=self.image,
+                                       port=primary['port'])
+        self.assertEqual(('prepared', primary['port']),
+                         (replica['state'], replica['port']))
+        self.engine.containers.get(driver.container_name('inst-1')).kill()
+        began = time.monotonic()
+        status = mgr.activate_workload(None, 'inst-2')
+        self.assertLess(time.monotonic() - began, 10)
+        self.assertEqual(('running', True, primary['port']),
+                         (status['state'], status['healthy'],
+                          status['port']))
+        spec = self.instance_spec(mgr, 'inst-2', port=primary['port'])
+        self.assertEqual(_sha256_file(os.path.join(spec.workdir,
+                                                   'cryptoservice.conf')),
+                         self.stub_state(spec)['files']['config'])
+
     # -- update -----------------------------------------------------------
 
     def test_update_rewrites_files_and_sends_sighup(self):

@@ -2,13 +2,17 @@
 
 import base64
 import os
+import signal
 import socket
 import stat
+import threading
+import time
 
 import requests
 
 from cryptocloud.common import exception
 from cryptocloud.common import secretfile
+from cryptocloud.common import workloads
 from cryptocloud.compute import manager as manager_mod
 from cryptocloud.compute.drivers import base as driver_base
 from cryptocloud.compute.drivers import process
@@ -254,3 +258,288 @@ class ManagerTest(base.ComputeTestCase):
                           'vhsm-1', 'group-a')
         self.assertEqual(driver_base.MISSING,
                          mgr.driver.status('vhsm-1').state)
+
+
+class ReplicaTest(base.ComputeTestCase):
+    """prepare_instance and activate_workload (RPC 1.2)."""
+
+    sign = ManagerTest.sign
+
+    def start_primary(self, mgr, instance_id='inst-1', service_id='svc-1'):
+        vhsm = mgr.start_vhsm(None, 'vhsm-1', 'group-a')
+        self.endpoints = ['127.0.0.1:%d' % vhsm['port']]
+        self.token, self.cred = credential()
+        return mgr.start_instance(None, instance_id, service_id, 'group-a',
+                                  self.endpoints, [self.cred])
+
+    def prepare(self, mgr, instance_id='replica-1', service_id='svc-1',
+                port=None, **kwargs):
+        return mgr.prepare_instance(None, instance_id, service_id, 'group-a',
+                                    self.endpoints, [self.cred], port=port,
+                                    **kwargs)
+
+    def wait_exited(self, mgr, workload_id):
+        deadline = time.monotonic() + 10
+        while mgr.driver.status(workload_id).state == driver_base.RUNNING:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+
+    def test_prepared_replica_runs_nothing_until_activated(self):
+        mgr = self.new_manager()
+        primary = self.start_primary(mgr)
+        replica = self.prepare(mgr)
+        self.assertEqual('prepared', replica['state'])
+        self.assertFalse(replica['healthy'])
+        self.assertEqual('cryptoservice', replica['kind'])
+        self.assertNotEqual(primary['port'], replica['port'])
+        self.assertTrue(self.port_range[0] <= replica['port']
+                        <= self.port_range[1])
+        self.assertFalse(workloads.port_open('127.0.0.1', replica['port']))
+        listed = {w['workload_id']: w for w in mgr.list_workloads(None)}
+        self.assertEqual('prepared', listed['replica-1']['state'])
+        self.assertEqual(replica['port'], listed['replica-1']['port'])
+        # Credentials and vHSMs reach a prepared replica too.
+        token2, cred2 = credential('d' * 32, 'other-secret')
+        updated = mgr.update_instance(None, 'replica-1', self.endpoints,
+                                      [self.cred, cred2])
+        self.assertEqual('prepared', updated['state'])
+
+        status = mgr.activate_workload(None, 'replica-1')
+        self.assertEqual('running', status['state'])
+        self.assertTrue(status['healthy'])
+        self.assertEqual(replica['port'], status['port'])
+        url = 'http://127.0.0.1:%d' % status['port']
+        _, resp = self.sign(url, token2)
+        self.assertEqual(200, resp.status_code, resp.text)
+        # Activated again (a retried call): the same running workload.
+        again = mgr.activate_workload(None, 'replica-1')
+        self.assertEqual(status['workload_ref'], again['workload_ref'])
+        # The primary was not touched: another port.
+        self.assertEqual(driver_base.RUNNING,
+                         mgr.driver.status('inst-1').state)
+        mgr.stop_workload(None, 'replica-1')
+        self.assertEqual(driver_base.MISSING,
+                         mgr.driver.status('replica-1').state)
+
+    def test_same_port_takeover_after_kill_9(self):
+        mgr = self.new_manager()
+        primary = self.start_primary(mgr)
+        url = 'http://127.0.0.1:%d' % primary['port']
+        key_id, resp = self.sign(url, self.token)
+        self.assertEqual(200, resp.status_code, resp.text)
+        replica = self.prepare(mgr, port=primary['port'])
+        self.assertEqual(primary['port'], replica['port'])
+        self.assertEqual('prepared', replica['state'])
+
+        os.kill(mgr.driver.status('inst-1').pid, signal.SIGKILL)
+        began = time.monotonic()
+        status = mgr.activate_workload(None, 'replica-1')
+        took = time.monotonic() - began
+        self.assertEqual('running', status['state'])
+        self.assertTrue(status['healthy'])
+        self.assertEqual(primary['port'], status['port'])
+        self.assertLess(took, 10)
+        _, resp = self.sign(url, self.token, key_id)
+        self.assertEqual(200, resp.status_code, resp.text)
+        self.assertNotEqual(primary['workload_ref'], status['workload_ref'])
+        self.assertNotEqual(driver_base.RUNNING,
+                            mgr.driver.status('inst-1').state)
+
+    def test_takeover_stops_a_primary_that_still_runs(self):
+        mgr = self.new_manager()
+        primary = self.start_primary(mgr)
+        self.prepare(mgr, port=primary['port'])
+        status = mgr.activate_workload(None, 'replica-1')
+        self.assertEqual(primary['port'], status['port'])
+        self.assertTrue(status['healthy'])
+        # Never both on one host:port: the primary was stopped.
+        self.assertEqual(driver_base.MISSING,
+                         mgr.driver.status('inst-1').state)
+        url = 'http://127.0.0.1:%d' % primary['port']
+        _, resp = self.sign(url, self.token)
+        self.assertEqual(200, resp.status_code, resp.text)
+
+    def test_replica_that_found_its_port_taken_is_started_again(self):
+        mgr = self.new_manager()
+        self.start_primary(mgr)
+        replica = self.prepare(mgr)
+        # Something still holds the port when the program binds it
+        # (checked free just before: a primary dying at that moment).
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(('127.0.0.1', replica['port']))
+        holder.listen()
+        self.addCleanup(holder.close)
+        real = mgr._bindable
+        lies = [True]
+        self.patch(mgr, '_bindable',
+                   lambda port: lies.pop() if lies else real(port))
+        timer = threading.Timer(2.0, holder.close)
+        timer.start()
+        self.addCleanup(timer.cancel)
+        status = mgr.activate_workload(None, 'replica-1')
+        self.assertEqual('running', status['state'])
+        self.assertEqual(replica['port'], status['port'])
+        with open(os.path.join(mgr.driver.workdir('replica-1'),
+                               'workload.log')) as f:
+            self.assertIn('Address already in use', f.read())
+        url = 'http://127.0.0.1:%d' % status['port']
+        _, resp = self.sign(url, self.token)
+        self.assertEqual(200, resp.status_code, resp.text)
+
+    def test_failed_activation_leaves_it_prepared(self):
+        CONF.set_override('start_timeout', 2.0, group='compute')
+        mgr = self.new_manager()
+        self.start_primary(mgr)
+        replica = self.prepare(mgr)
+        # Its port never comes free.
+        holder = socket.socket()
+        self.addCleanup(holder.close)
+        holder.bind(('127.0.0.1', replica['port']))
+        holder.listen()
+        exc = self.assertRaises(exception.WorkloadStartFailed,
+                                mgr.activate_workload, None, 'replica-1')
+        self.assertIn('port %d' % replica['port'], str(exc))
+        self.assertIn('still in use', str(exc))
+        self.assertIn('left prepared', str(exc))
+        self.assertNotIn('last lines of its log', str(exc))  # never ran
+        self.assertEqual(503, exc.code)
+        self.assertEqual(driver_base.PREPARED,
+                         mgr.driver.status('replica-1').state)
+        holder.close()
+
+        # A program that cannot start: the log says why, and it is
+        # prepared again (no process left).
+        os.unlink(os.path.join(mgr.driver.workdir('replica-1'),
+                               'group.secret'))
+        exc = self.assertRaises(exception.WorkloadStartFailed,
+                                mgr.activate_workload, None, 'replica-1')
+        self.assertIn('last lines of its log', str(exc))
+        self.assertIn('left prepared', str(exc))
+        status = mgr.driver.status('replica-1')
+        self.assertEqual(driver_base.PREPARED, status.state)
+        self.assertIsNone(status.pid)
+
+    def test_activate_errors(self):
+        mgr = self.new_manager()
+        self.assertRaises(exception.ResourceNotFound, mgr.activate_workload,
+                          None, 'nothing')
+        self.assertRaises(exception.InvalidInput, mgr.activate_workload,
+                          None, '../etc')
+        primary = self.start_primary(mgr)
+        # A running workload is returned as it is.
+        self.assertEqual(primary['workload_ref'],
+                         mgr.activate_workload(None, 'inst-1')['workload_ref'])
+        os.kill(mgr.driver.status('inst-1').pid, signal.SIGKILL)
+        self.wait_exited(mgr, 'inst-1')
+        self.assertRaises(exception.InvalidState, mgr.activate_workload,
+                          None, 'inst-1')
+
+    def test_prepare_refuses_a_running_instance_and_replaces_remains(self):
+        mgr = self.new_manager()
+        primary = self.start_primary(mgr)
+        self.assertRaises(exception.Conflict, self.prepare, mgr, 'inst-1')
+        self.assertRaises(exception.Conflict, self.prepare, mgr, 'vhsm-1')
+        os.kill(mgr.driver.status('inst-1').pid, signal.SIGKILL)
+        self.wait_exited(mgr, 'inst-1')
+        status = self.prepare(mgr, 'inst-1')
+        self.assertEqual('prepared', status['state'])
+        self.assertNotEqual(primary['workload_ref'], status['workload_ref'])
+
+    def test_prepared_again_keeps_its_port_unless_given_one(self):
+        mgr = self.new_manager()
+        primary = self.start_primary(mgr)
+        first = self.prepare(mgr)
+        again = self.prepare(mgr)
+        self.assertEqual(first['port'], again['port'])
+        moved = self.prepare(mgr, port=primary['port'])
+        self.assertEqual(primary['port'], moved['port'])
+        self.assertEqual(primary['port'],
+                         self.prepare(mgr)['port'])
+
+    def test_port_is_shared_only_within_a_service_when_given(self):
+        mgr = self.new_manager()
+        primary = self.start_primary(mgr)
+        vhsm = mgr.driver.status('vhsm-1')
+        start, end = self.port_range
+        for bad in (start - 1, end + 1, str(primary['port']), True, 0):
+            self.assertRaises(exception.InvalidInput, self.prepare, mgr,
+                              port=bad)
+        # A vHSM's ports, another service's instance port: refused.
+        for port in (vhsm.port, vhsm.status_port):
+            exc = self.assertRaises(exception.Conflict, self.prepare, mgr,
+                                    port=port)
+            self.assertIn('vhsm-1', str(exc))
+        exc = self.assertRaises(exception.Conflict, self.prepare, mgr,
+                                service_id='svc-2', port=primary['port'])
+        self.assertIn('inst-1', str(exc))
+        # A port some other program of the node holds: refused.
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        port = mgr.allocate_ports(1)[0]
+        mgr.release_ports([port])
+        busy.bind(('127.0.0.1', port))
+        busy.listen()
+        exc = self.assertRaises(exception.Conflict, self.prepare, mgr,
+                                port=port)
+        self.assertIn('none of its workloads', str(exc))
+        self.assertEqual({'vhsm-1', 'inst-1'},
+                         {s.workload_id for s in mgr.driver.list()})
+        # Two replicas of the same service may share the primary's port.
+        self.prepare(mgr, 'replica-1', port=primary['port'])
+        self.prepare(mgr, 'replica-2', port=primary['port'])
+
+    def test_prepared_ports_are_not_allocated_again(self):
+        start = self.port_range[0]
+        CONF.set_override('port_range_end', start + 5, group='compute')
+        mgr = self.new_manager()
+        self.start_primary(mgr)  # three ports
+        replica = self.prepare(mgr)  # the fourth
+        free = mgr.allocate_ports(2)
+        self.assertNotIn(replica['port'], free)
+        self.assertRaises(exception.NoValidHost, mgr.allocate_ports, 1)
+        mgr.release_ports(free)
+        # Gone, its port is free again.
+        mgr.stop_workload(None, 'replica-1')
+        self.assertEqual([replica['port']], mgr.allocate_ports(1))
+
+    def test_prepared_replicas_count_toward_capacity(self):
+        CONF.set_override('instance_capacity', 2, group='compute')
+        self.addCleanup(CONF.clear_override, 'instance_capacity',
+                        group='compute')
+        mgr = self.new_manager()
+        self.start_primary(mgr)
+        self.prepare(mgr, 'replica-1')
+        exc = self.assertRaises(exception.NoValidHost, self.prepare, mgr,
+                                'replica-2')
+        self.assertIn('1 of them prepared', str(exc))
+        self.assertRaises(exception.NoValidHost, mgr.start_instance, None,
+                          'inst-2', 'svc-1', 'group-a', self.endpoints,
+                          [self.cred])
+        # Preparing the same replica again takes no new slot.
+        self.assertEqual('prepared',
+                         self.prepare(mgr, 'replica-1')['state'])
+
+    def test_prepare_validation(self):
+        mgr = self.new_manager()
+        self.endpoints = ['127.0.0.1:1']
+        _, self.cred = credential()
+        bad_cred = dict(self.cred, secret_sha256='not-hex')
+        for args in (
+                ('inst-1', 'svc-1', 'bad group!', self.endpoints,
+                 [self.cred]),
+                ('../x', 'svc-1', 'group-a', self.endpoints, [self.cred]),
+                ('inst-1', 'svc 1', 'group-a', self.endpoints, [self.cred]),
+                ('inst-1', 'svc-1', 'group-a', [], [self.cred]),
+                ('inst-1', 'svc-1', 'group-a', ['nohost'], [self.cred]),
+                ('inst-1', 'svc-1', 'group-a', self.endpoints, [bad_cred])):
+            self.assertRaises(exception.InvalidInput, mgr.prepare_instance,
+                              None, *args)
+        self.assertRaises(exception.InvalidInput, mgr.prepare_instance,
+                          None, 'inst-1', 'svc-1', 'group-a',
+                          self.endpoints, [self.cred], image='latest')
+        self.assertEqual([], mgr.driver.list())
+        CONF.set_override('roles', ['device'], group='compute')
+        self.addCleanup(CONF.clear_override, 'roles', group='compute')
+        self.assertRaises(exception.Conflict, self.prepare, mgr, 'inst-1')
+        self.assertEqual([], mgr.driver.list())

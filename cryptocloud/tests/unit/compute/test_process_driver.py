@@ -9,6 +9,7 @@ import time
 
 from cryptocloud.common import exception
 from cryptocloud.common import workloads
+from cryptocloud.compute import probes
 from cryptocloud.compute.drivers import base as driver_base
 from cryptocloud.compute.drivers import process
 from cryptocloud.tests.unit.compute import base
@@ -178,11 +179,168 @@ class ProcessDriverTest(base.ComputeTestCase):
         spec = self.start_vhsm(driver)
         self.assertRaises(exception.Conflict, driver.start, spec)
 
+    def wait_listening(self, driver, spec, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while not workloads.port_open('127.0.0.1', spec.port):
+            self.assertEqual(driver_base.RUNNING,
+                             driver.status(spec.workload_id).state,
+                             driver.log_tail(spec.workload_id))
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+
+    def test_prepare_writes_the_files_and_runs_nothing(self):
+        driver = self.new_driver()
+        mgr = self.new_manager(driver)
+        spec = self.vhsm_spec(mgr)
+        status = driver.prepare(spec)
+        self.assertEqual(driver_base.PREPARED, status.state)
+        self.assertFalse(status.healthy)
+        self.assertIsNone(status.pid)
+        self.assertEqual((spec.port, spec.status_port),
+                         (status.port, status.status_port))
+        workdir = driver.workdir('vhsm-1')
+        for name in ('vhsm.conf', 'group.secret', 'workload.json'):
+            mode = os.stat(os.path.join(workdir, name)).st_mode
+            self.assertEqual(0o600, stat.S_IMODE(mode), name)
+        self.assertTrue(os.path.islink(os.path.join(workdir, 'master.key')))
+        self.assertFalse(os.path.exists(os.path.join(workdir, 'pid')))
+        time.sleep(0.3)
+        self.assertFalse(workloads.port_open('127.0.0.1', spec.port))
+        self.assertEqual([('vhsm-1', driver_base.PREPARED, spec.port)],
+                         [(s.workload_id, s.state, s.port)
+                          for s in driver.list()])
+        # Re-preparing rewrites it; it stays prepared.
+        self.assertEqual(driver_base.PREPARED, driver.prepare(spec).state)
+
+        driver.stop('vhsm-1')
+        self.assertFalse(os.path.exists(workdir))
+        self.assertEqual(driver_base.MISSING,
+                         driver.status('vhsm-1').state)
+        self.assertEqual([], driver.list())
+
+    def test_activate_runs_a_prepared_workload(self):
+        driver = self.new_driver()
+        mgr = self.new_manager(driver)
+        spec = self.vhsm_spec(mgr)
+        driver.prepare(spec)
+        status = driver.activate('vhsm-1')
+        self.assertEqual(driver_base.RUNNING, status.state)
+        self.assertEqual('pid:%d' % status.pid, status.workload_ref)
+        self.assertEqual(status.pid, os.getsid(status.pid))
+        self.wait_listening(driver, spec)
+        # Running: activated again it is returned as it is, and neither
+        # prepared nor started a second time.
+        self.assertEqual(status.pid, driver.activate('vhsm-1').pid)
+        self.assertRaises(exception.Conflict, driver.prepare, spec)
+        self.assertRaises(exception.Conflict, driver.start, spec)
+        driver.reload('vhsm-1')
+        driver.stop('vhsm-1')
+        self.assertEqual(driver_base.MISSING,
+                         driver.status('vhsm-1').state)
+        self.assertFalse(os.path.exists(spec.workdir))
+        self.assertFalse(workloads.port_open('127.0.0.1', spec.port))
+
+    def test_activate_refuses_what_is_not_prepared(self):
+        driver = self.new_driver()
+        self.assertRaises(exception.InvalidState, driver.activate, 'nothing')
+        self.start_vhsm(driver)
+        pid = driver.status('vhsm-1').pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while driver.status('vhsm-1').state == driver_base.RUNNING:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        exc = self.assertRaises(exception.InvalidState, driver.activate,
+                                'vhsm-1')
+        self.assertIn('exited', str(exc))
+
+    def test_deactivate_stops_the_program_and_keeps_the_files(self):
+        driver = self.new_driver()
+        spec = self.start_vhsm(driver)
+        pid = driver.status('vhsm-1').pid
+        status = driver.deactivate('vhsm-1')
+        self.assertEqual(driver_base.PREPARED, status.state)
+        self.assertNotIn(os.path.join(spec.workdir, 'vhsm.conf'),
+                         process._cmdline(pid))
+        self.assertFalse(workloads.port_open('127.0.0.1', spec.port))
+        self.assertTrue(os.path.exists(os.path.join(spec.workdir,
+                                                    'group.secret')))
+        self.assertEqual(driver_base.PREPARED,
+                         driver.deactivate('vhsm-1').state)
+        again = driver.activate('vhsm-1')
+        self.assertNotEqual(pid, again.pid)
+        self.wait_listening(driver, spec)
+        self.assertRaises(exception.InvalidState, driver.deactivate,
+                          'nothing')
+
+    def test_update_of_a_prepared_workload_rewrites_its_files(self):
+        driver = self.new_driver()
+        mgr = self.new_manager(driver)
+        spec = self.vhsm_spec(mgr)
+        driver.prepare(spec)
+        other = mgr._vhsm_spec('vhsm-1', 'group-b', spec.port,
+                               spec.status_port)
+        status = driver.update(other)
+        self.assertEqual(driver_base.PREPARED, status.state)
+        self.assertEqual('group-b', status.metadata['group_id'])
+        with open(os.path.join(spec.workdir, 'group.secret')) as f:
+            self.assertEqual(other.files['group.secret'], f.read())
+        self.assertFalse(os.path.exists(os.path.join(spec.workdir, 'pid')))
+
+    def test_new_driver_adopts_a_prepared_workload(self):
+        first = self.new_driver()
+        mgr = self.new_manager(first)
+        spec = self.vhsm_spec(mgr)
+        first.prepare(spec)
+
+        second = self.new_driver()  # the daemon restarted
+        found = second.list()
+        self.assertEqual([('vhsm-1', driver_base.PREPARED, spec.port)],
+                         [(s.workload_id, s.state, s.port) for s in found])
+        self.assertEqual('group-a', found[0].metadata['group_id'])
+        status = second.activate('vhsm-1')
+        self.assertEqual(driver_base.RUNNING, status.state)
+        self.wait_listening(second, spec)
+        # And a third one adopts it running.
+        third = self.new_driver()
+        self.assertEqual(status.pid, third.status('vhsm-1').pid)
+        third.stop('vhsm-1')
+        self.assertEqual([], third.list())
+
+    def test_replica_on_the_same_port_takes_over_after_kill_9(self):
+        driver = self.new_driver()
+        primary = self.start_vhsm(driver, 'vhsm-1')
+        mgr = self.new_manager(driver)
+        replica = mgr._vhsm_spec('vhsm-2', 'group-a', primary.port,
+                                 primary.status_port)
+        driver.prepare(replica)
+        self.assertEqual(driver_base.PREPARED,
+                         driver.status('vhsm-2').state)
+        pid = driver.status('vhsm-1').pid
+        os.kill(pid, signal.SIGKILL)
+        began = time.monotonic()
+        # The driver does not wait for the port (the manager does): only
+        # activate once the primary is gone.
+        while driver.status('vhsm-1').state == driver_base.RUNNING:
+            self.assertLess(time.monotonic() - began, 5)
+            time.sleep(0.01)
+        status = driver.activate('vhsm-2')
+        self.wait_listening(driver, replica, timeout=10)
+        self.assertLess(time.monotonic() - began, 10)
+        self.assertNotEqual(pid, status.pid)
+        code, _ = probes.http_get('127.0.0.1', replica.status_port,
+                                  '/healthz', 5.0)
+        self.assertEqual(200, code)
+        self.assertEqual(status.pid, driver.status('vhsm-2').pid)
+
     def test_unsafe_ids_are_refused(self):
         driver = self.new_driver()
         for bad in ('../x', '.hidden', 'a/b', '', 'x' * 65):
             self.assertRaises(exception.InvalidInput, driver.status, bad)
             self.assertRaises(exception.InvalidInput, driver.workdir, bad)
+            self.assertRaises(exception.InvalidInput, driver.activate, bad)
+            self.assertRaises(exception.InvalidInput, driver.deactivate,
+                              bad)
 
 
 class LoadDriverTest(base.ComputeTestCase):

@@ -1,5 +1,7 @@
 """The compute daemon over the in-process fake:// bus."""
 
+import os
+import signal
 import time
 
 from cryptocloud.common import context as cc_context
@@ -89,6 +91,73 @@ class ServiceTest(base.ComputeTestCase):
         host, address, roles, vcap, icap = self.conductor.nodes[0]
         self.assertEqual(('node-1', '127.0.0.1'), (host, address))
         self.assertEqual(['device', 'service'], roles)
+
+    def test_replicas_over_rpc_1_2(self):
+        driver = recording.RecordingDriver(self.state_path)
+        self.start_service(driver)
+        api = rpcapi.ComputeAPI(timeout=30)
+        ctxt = cc_context.get_admin_context()
+        cred = {'id': 'c1', 'project_id': 'p', 'secret_sha256': 'a' * 64}
+        primary = api.start_instance(ctxt, 'node-1', 'inst-1', 'svc-1',
+                                     'group-a', ['127.0.0.1:1'], [cred])
+        replica = api.prepare_instance(ctxt, 'node-1', 'inst-2', 'svc-1',
+                                       'group-a', ['127.0.0.1:1'], [cred],
+                                       port=primary['port'])
+        self.assertEqual('prepared', replica['state'])
+        self.assertEqual(primary['port'], replica['port'])
+        self.assertEqual('prepared', {
+            w['workload_id']: w for w in api.list_workloads(ctxt, 'node-1')
+        }['inst-2']['state'])
+        status = api.activate_workload(ctxt, 'node-1', 'inst-2')
+        self.assertEqual(('running', True), (status['state'],
+                                             status['healthy']))
+        # Errors cross the bus as their own class.
+        from cryptocloud.common import exception
+        self.assertRaises(exception.ResourceNotFound, api.activate_workload,
+                          ctxt, 'node-1', 'nothing')
+        self.assertRaises(exception.InvalidInput, api.prepare_instance,
+                          ctxt, 'node-1', 'inst-3', 'svc-1', 'group-a',
+                          ['127.0.0.1:1'], [cred], port=1)
+
+    def test_a_client_capped_below_1_2_has_no_replicas(self):
+        from cryptocloud.common import exception
+        driver = recording.RecordingDriver(self.state_path)
+        self.start_service(driver)
+        api = rpcapi.ComputeAPI(version_cap='1.1', timeout=30)
+        ctxt = cc_context.get_admin_context()
+        cred = {'id': 'c1', 'project_id': 'p', 'secret_sha256': 'a' * 64}
+        exc = self.assertRaises(
+            exception.ComputeTooOld, api.prepare_instance, ctxt, 'node-1',
+            'inst-2', 'svc-1', 'group-a', ['127.0.0.1:1'], [cred])
+        self.assertIn('node-1', str(exc))
+        self.assertIn('1.2', str(exc))
+        self.assertEqual(503, exc.code)
+        self.assertRaises(exception.ComputeTooOld, api.activate_workload,
+                          ctxt, 'node-1', 'inst-2')
+        self.assertEqual({}, driver.specs)
+        # What 1.1 has still works.
+        api.start_instance(ctxt, 'node-1', 'inst-1', 'svc-1', 'group-a',
+                           ['127.0.0.1:1'], [cred])
+        self.assertEqual(['inst-1'], list(driver.specs))
+
+    def test_a_workload_that_dies_is_reported_at_once(self):
+        driver = self.new_driver()
+        mgr = self.new_manager(driver)
+        mgr.start_vhsm(None, 'vhsm-1', 'group-a')
+        mgr.close()
+        CONF.set_override('heartbeat_interval', 3600, group='compute')
+        CONF.set_override('watch_interval', 0.1, group='compute')
+        self.addCleanup(CONF.clear_override, 'watch_interval',
+                        group='compute')
+        self.start_service(self.new_driver())
+        self.wait_heartbeats(1)
+        time.sleep(0.5)  # the watcher has seen it running
+        pid = driver.status('vhsm-1').pid
+        os.kill(pid, signal.SIGKILL)
+        # Not an hour later: within a few watch intervals.
+        self.wait_heartbeats(2)
+        _, workloads, _ = self.conductor.heartbeats[-1]
+        self.assertEqual(['exited'], [w['state'] for w in workloads])
 
     def test_orphans_named_twice_are_removed(self):
         driver = self.new_driver()

@@ -6,6 +6,8 @@ import threading
 
 import oslo_messaging as messaging
 
+from cryptocloud.common import exception
+
 
 class FakeComputeAPI:
     """Stands in for ComputeAPI; no bus, no daemons."""
@@ -14,6 +16,9 @@ class FakeComputeAPI:
         self.calls: list[tuple] = []
         self.healthy = healthy
         self.failing_hosts: set[str] = set()
+        # Workload ids whose activation fails (WorkloadStartFailed, the
+        # workload left prepared, as the compute node does).
+        self.failing_activations: set[str] = set()
         self.workloads: dict[str, dict] = {}
         self._ports = itertools.count(20000)
         self._lock = threading.Lock()
@@ -28,11 +33,16 @@ class FakeComputeAPI:
         """The recorded calls of method ``name``."""
         return [c for c in self.calls if c[0] == name]
 
-    def _status(self, workload_id: str, kind: str, host: str) -> dict:
+    def _status(self, workload_id: str, kind: str, host: str,
+                state: str = 'running', port: int | None = None) -> dict:
+        running = state == 'running'
         status = {'workload_id': workload_id, 'kind': kind,
-                  'state': 'running', 'healthy': self.healthy,
-                  'host': '127.0.0.1', 'port': next(self._ports),
-                  'workload_ref': 'ref-%s' % workload_id, 'reason': None,
+                  'state': state, 'healthy': self.healthy and running,
+                  'host': '127.0.0.1',
+                  'port': port if port is not None else next(self._ports),
+                  'workload_ref': 'ref-%s' % workload_id,
+                  'reason': None if running else
+                  'prepared: ready to be activated',
                   'load': {}}
         if kind == 'vhsm':
             status['status_port'] = next(self._ports)
@@ -53,6 +63,40 @@ class FakeComputeAPI:
                      vhsm_endpoints=list(vhsm_endpoints),
                      credentials=list(credentials), image=image)
         return self._status(instance_id, 'cryptoservice', host)
+
+    def prepare_instance(self, ctxt, host, instance_id, service_id, group_id,
+                         vhsm_endpoints, credentials, image=None, port=None):
+        """Pretend to prepare a replica: "prepared", not healthy."""
+        self._record('prepare_instance', host, instance_id=instance_id,
+                     service_id=service_id, group_id=group_id,
+                     vhsm_endpoints=list(vhsm_endpoints),
+                     credentials=list(credentials), image=image, port=port)
+        current = self.workloads.get(instance_id)
+        if current is not None and current['state'] == 'running':
+            raise exception.Conflict(
+                reason='workload %s is running: only a workload that does '
+                       'not run can be prepared' % instance_id)
+        if port is None and current is not None:
+            port = current['port']  # prepared again: keeps its port
+        return self._status(instance_id, 'cryptoservice', host,
+                            state='prepared', port=port)
+
+    def activate_workload(self, ctxt, host, workload_id):
+        """Pretend to start a prepared workload (running, healthy)."""
+        self._record('activate_workload', host, workload_id=workload_id)
+        current = self.workloads.get(workload_id)
+        if current is None or current['node'] != host:
+            raise exception.ResourceNotFound(kind='Workload',
+                                             id=workload_id)
+        if workload_id in self.failing_activations:
+            raise exception.WorkloadStartFailed(
+                workload_id=workload_id,
+                reason='it did not answer (a test said so); it is left '
+                       'prepared')
+        if current['state'] == 'prepared':
+            current.update(state='running', healthy=self.healthy,
+                           reason=None)
+        return {k: v for k, v in current.items() if k != 'node'}
 
     def update_instance(self, ctxt, host, instance_id, vhsm_endpoints,
                         credentials):
