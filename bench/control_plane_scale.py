@@ -56,6 +56,8 @@ from cryptocloud.common import states
 from cryptocloud.common import wsgi
 from cryptocloud.compute import manager as compute_manager
 from cryptocloud.compute.drivers import recording
+from cryptocloud.conductor import balancer as balancer_mod
+from cryptocloud.conductor import nodes as nodes_mod
 from cryptocloud.conductor import periodic as periodic_mod
 from cryptocloud.conductor import task_runner
 from cryptocloud.conductor.scheduler import scheduler as scheduler_mod
@@ -83,16 +85,17 @@ class InProcessCompute:
     def __init__(self, managers: dict) -> None:
         self.managers = managers
 
-    def start_vhsm(self, ctxt, host, vhsm_id, group_id):
+    def start_vhsm(self, ctxt, host, vhsm_id, group_id, image=None):
         """Start a vHSM on ``host``."""
-        return self.managers[host].start_vhsm(ctxt, vhsm_id, group_id)
+        return self.managers[host].start_vhsm(ctxt, vhsm_id, group_id,
+                                              image=image)
 
     def start_instance(self, ctxt, host, instance_id, service_id, group_id,
-                       vhsm_endpoints, credentials):
+                       vhsm_endpoints, credentials, image=None):
         """Start a service instance on ``host``."""
         return self.managers[host].start_instance(
             ctxt, instance_id, service_id, group_id, list(vhsm_endpoints),
-            [dict(c) for c in credentials])
+            [dict(c) for c in credentials], image=image)
 
     def update_instance(self, ctxt, host, instance_id, vhsm_endpoints,
                         credentials):
@@ -239,6 +242,67 @@ def _p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+def _balancer_rows(db, scheduler) -> list[tuple]:
+    """One balancer pass over a policy per service, and one heartbeat of
+    a node's workloads with and without load figures.
+
+    Every instance reports figures inside the band, so every policy holds:
+    a pass still reads every service, instance and task and writes every
+    policy (its pressure point), which is the cost that grows with the
+    fleet; a pass that scales also records a task per decision.
+    """
+    figures = {'requests_per_s': 20.0, 'in_flight': 1, 'p95_ms': 4.0,
+               'cpu': 0.1}
+    services = db.list('services')
+    for service in services:
+        db.create('scaling_policies', {
+            'service_id': service['id'], 'project_id': service['project_id'],
+            'metric': 'requests_per_s', 'lower': 5.0, 'upper': 50.0,
+            'add_instances': 1, 'remove_instances': 1, 'add_vhsms': 1,
+            'remove_vhsms': 1, 'min_instances': 1, 'max_instances': 20,
+            'min_vhsms': 1, 'max_vhsms': 20, 'cooldown_seconds': 60,
+            'window_seconds': 3600, 'enabled': True, 'generation': 0})
+    balance = balancer_mod.Balancer(db, scheduler, owner='bench-conductor')
+
+    def report_and_balance():
+        db.record_loads('service_instances', {
+            i['id']: figures for i in db.list('service_instances')})
+        start = time.perf_counter()
+        balance.run()
+        return time.perf_counter() - start
+
+    passes = [report_and_balance() for _ in range(5)]
+    held = sum(1 for p in db.list('scaling_policies')
+               if p['last_decision'] == 'hold')
+    # A service node's heartbeat: its instances, with figures and
+    # without (the baseline: what a heartbeat cost before figures were
+    # stored per workload).
+    node = next(n for n in db.list('nodes') if 'service' in n['roles'])
+    rows = db.list('service_instances', filters={'node_id': node['id']})
+
+    def beat(load):
+        statuses = [{'workload_id': r['id'], 'kind': 'cryptoservice',
+                     'state': 'running', 'healthy': True,
+                     'host': r['host'], 'port': r['port'],
+                     'workload_ref': r['workload_ref'], 'load': load}
+                    for r in rows]
+        return lambda: nodes_mod.heartbeat(db, node['hostname'], statuses,
+                                           {})
+
+    with_figures = _timed(beat(figures), 20)
+    without = _timed(beat({}), 20)
+    print('balancer: %d policies, %d holding after each pass; heartbeat '
+          'baseline: the same heartbeat without figures'
+          % (len(services), held))
+    return [
+        ('balancer pass, %d policies (median of 5)' % len(services),
+         statistics.median(passes), None, PASS_GOAL),
+        ('heartbeat, %d instances with figures (p50)' % len(rows),
+         statistics.median(with_figures), statistics.median(without),
+         None),
+    ]
+
+
 def _serve_api(db, workdir: str):
     htpasswd = os.path.join(workdir, 'htpasswd')
     hashed = bcrypt.hashpw(ADMIN[1].encode(), bcrypt.gensalt(rounds=4))
@@ -327,6 +391,9 @@ def main() -> int:
             prof = cProfile.Profile()
             prof.runcall(periodic.run_once)
             pstats.Stats(prof).sort_stats('cumulative').print_stats(15)
+
+        # (2b) the pressure balancer and the per-workload figures.
+        rows.extend(_balancer_rows(db, scheduler))
 
         # (3) the admin list APIs, and the plain SELECT under each.
         server = _serve_api(db, workdir)

@@ -19,9 +19,9 @@ import sys
 import tempfile
 import time
 
+import benchlib
 import requests
 
-from cryptocloud.common import secretfile
 from cryptocloud.common import workloads
 
 GOAL_SECONDS = 2.0
@@ -35,31 +35,6 @@ def _wait(session, url: str, done, timeout: float = 120.0) -> dict:
             return body
         time.sleep(0.02)
     raise RuntimeError('timed out on %s' % url)
-
-
-def baseline(workdir: str, runs: int) -> list[float]:
-    """Seconds to start a bare service instance until it listens."""
-    secret = os.path.join(workdir, 'group.secret')
-    secretfile.create_secret_file(secret)
-    times = []
-    for i in range(runs):
-        port = workloads.free_port()
-        conf = workloads.write_config(
-            os.path.join(workdir, 'svc-%d.conf' % i),
-            workloads.ServiceConfig(
-                port=port, vhsm_endpoints=['127.0.0.1:1'],
-                vhsm_secret_file=secret,
-                credentials_file=os.path.join(workdir, 'creds.json'),
-            ).render())
-        proc = workloads.LocalProcess.for_program(
-            'svc', 'cryptocloud-cryptoservice', conf,
-            os.path.join(workdir, 'svc-%d.log' % i))
-        start = time.monotonic()
-        proc.start()
-        proc.wait_listening('127.0.0.1', port)
-        times.append(time.monotonic() - start)
-        proc.stop()
-    return times
 
 
 def main() -> int:
@@ -102,7 +77,7 @@ def main() -> int:
                             timeout=30).json()['task']
             _wait(s, api + '/tasks/' + task['id'],
                   lambda b: b['state'] in ('SUCCEEDED', 'FAILED'))
-        floor = baseline(workdir, args.runs)
+        floor = benchlib.bare_instance_starts(workdir, args.runs)
     finally:
         aio.terminate()
         aio.wait(60)

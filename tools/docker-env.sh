@@ -2,8 +2,8 @@
 # make sure a Docker Engine and an image registry run on this machine for
 # the container tests, starting them when they do not.
 #
-# - installs Debian's docker.io, docker-registry and debootstrap when
-#   missing;
+# - installs Debian's docker.io, docker-registry, debootstrap and haproxy
+#   (the service endpoint proxy) when missing;
 # - starts dockerd with its own data root and socket under $DOCKER_STATE
 #   (no bridge, no iptables rules: the containers use host networking);
 # - starts Debian's registry on a free 127.0.0.1 port with htpasswd auth
@@ -24,6 +24,8 @@ _docker_install() {
     command -v docker-registry >/dev/null || missing+=(docker-registry)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v curl >/dev/null || missing+=(curl)
+    # The stable service endpoint's proxy (tests of [proxy] driver).
+    command -v haproxy >/dev/null || missing+=(haproxy)
     if [ ${#missing[@]} -gt 0 ]; then
         _docker_log "Installing ${missing[*]}"
         apt-get update -qq

@@ -85,12 +85,15 @@ def _operation(route: routes.Route) -> dict:
             'required': not route.body_optional,
             'content': {'application/json': {
                 'schema': copy.deepcopy(route.body)}}}
-    responses = {str(route.status): {
-        'description': 'Accepted: the task is recorded and cast.'
-        if route.status == 202 else 'Success.',
-        'content': {'application/json': {'schema': {
-            '$ref': '#/components/schemas/%s'
-                    % _schema_name(route.response)}}}}}
+    if route.status == 204:
+        responses = {'204': {'description': 'Done; no body.'}}
+    else:
+        responses = {str(route.status): {
+            'description': 'Accepted: the task is recorded and cast.'
+            if route.status == 202 else 'Success.',
+            'content': {'application/json': {'schema': {
+                '$ref': '#/components/schemas/%s'
+                        % _schema_name(route.response)}}}}}
     codes = set(route.errors)
     if route.policy:
         codes |= {400, 401, 403, 405}

@@ -105,6 +105,22 @@ ROUTES: tuple[Route, ...] = (
           '/v1/services/{service_id}/credentials/{credential_id}',
           'Revoke a credential.', 'credential_deleted', status=202,
           policy='cryptocloud:service:credential:delete', errors=(409, 503)),
+    Route('scaling_policy:get', 'GET',
+          '/v1/services/{service_id}/scaling_policy',
+          'Show the service\'s scaling policy and what the balancer last '
+          'measured and decided; 404 when it has none.', 'scaling_policy',
+          policy='cryptocloud:service:scaling_policy:get'),
+    Route('scaling_policy:set', 'PUT',
+          '/v1/services/{service_id}/scaling_policy',
+          'Create or replace the service\'s scaling policy (no task: the '
+          'balancer reads it at its next pass).', 'scaling_policy',
+          body=schemas.SCALING_POLICY_SET,
+          policy='cryptocloud:service:scaling_policy:set', errors=(409,)),
+    Route('scaling_policy:delete', 'DELETE',
+          '/v1/services/{service_id}/scaling_policy',
+          'Delete the service\'s scaling policy; the service keeps its '
+          'current size.', 'no_content', status=204,
+          policy='cryptocloud:service:scaling_policy:delete'),
 
     Route('instances:list', 'GET', '/v1/instances',
           'List service instances.', 'instance_list',

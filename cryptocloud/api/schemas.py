@@ -31,13 +31,25 @@ MAX_ALGORITHMS = 32
 NODE_ROLES = ('device', 'service')
 NODE_STATES = ('UP', 'DOWN')
 RESOURCE_STATES = ('CREATING', 'ACTIVE', 'UPDATING', 'ERROR', 'DELETING')
-WORKLOAD_STATES = ('BUILDING', 'ACTIVE', 'ERROR', 'DELETING')
+WORKLOAD_STATES = ('BUILDING', 'STANDBY', 'ACTIVE', 'ERROR', 'DELETING')
+STANDBY_MODES = ('cold', 'hot')
 TASK_STATES = ('PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED')
 TASK_ACTIONS = ('create_vhsm_group', 'resize_vhsm_group',
                 'delete_vhsm_group', 'create_service', 'resize_service',
                 'delete_service', 'update_service_credentials',
-                'reconcile_vhsm_group', 'reconcile_service', 'build_images')
+                'reconcile_vhsm_group', 'reconcile_service', 'build_images',
+                'failover_service', 'scale_service')
 IMAGE_KINDS = ('vhsm', 'cryptoservice')
+# Per-instance load figures a scaling policy may watch (the heartbeats'
+# figures, cryptocloud/conductor/nodes.py LOAD_FIGURES).
+SCALING_METRICS = ('requests_per_s', 'in_flight', 'p95_ms', 'cpu')
+SCALING_DECISIONS = ('hold', 'scale_out', 'scale_in', 'limited')
+MAX_SCALING_BOUND = 1e9
+DEFAULT_COOLDOWN = 60
+MAX_COOLDOWN = 86400
+DEFAULT_WINDOW = 30
+MAX_WINDOW = 3600
+DEFAULT_INSTANCE_STEP = 1
 
 
 def _obj(properties: dict, required: tuple = (), **extra) -> dict:
@@ -84,6 +96,11 @@ SERVICE_CREATE = _obj({
     'replicas': {'type': 'integer', 'minimum': 0, 'maximum': MAX_REPLICAS,
                  'description': 'Standby replicas per instance (default '
                                 '%d).' % DEFAULT_REPLICAS},
+    'standby': {'type': 'string', 'enum': list(STANDBY_MODES),
+                'description': 'cold (default): replicas are ready to '
+                               'run and started when their primary '
+                               'fails; hot: replicas run, for a faster '
+                               'takeover.'},
     'algorithms': {'type': 'array', 'maxItems': MAX_ALGORITHMS,
                    'uniqueItems': True,
                    'items': {'type': 'string',
@@ -96,6 +113,68 @@ SERVICE_CREATE = _obj({
 SERVICE_UPDATE = _obj({
     'instances': INSTANCES,
 }, ('instances',))
+
+_BOUND = {'type': 'number', 'minimum': 0, 'maximum': MAX_SCALING_BOUND}
+_INSTANCE_STEP = {'type': 'integer', 'minimum': 0, 'maximum': MAX_INSTANCES}
+_VHSM_STEP = {'type': 'integer', 'minimum': 0, 'maximum': MAX_GROUP_SIZE}
+_VHSM_COUNT = {'type': 'integer', 'minimum': MIN_GROUP_SIZE,
+               'maximum': MAX_GROUP_SIZE}
+SCALING_POLICY_SET = _obj({
+    'metric': {'type': 'string', 'enum': list(SCALING_METRICS),
+               'description': 'The pressure figure, averaged over the '
+                              'service\'s ACTIVE instances: requests_per_s '
+                              '(requests per second), in_flight (requests '
+                              'being served), p95_ms (95th percentile '
+                              'latency, ms) or cpu (CPU seconds per '
+                              'second).'},
+    'lower': dict(_BOUND, description='Lower bound of the band: when every '
+                                      'point of a whole window is below '
+                                      'it, instances and vHSMs are '
+                                      'removed. Less than upper.'),
+    'upper': dict(_BOUND, description='Upper bound of the band: when the '
+                                      'window average and the latest '
+                                      'point are above it, instances and '
+                                      'vHSMs are added.'),
+    'add_instances': dict(_INSTANCE_STEP,
+                          description='Instances added per scale-out '
+                                      '(default %d).'
+                                      % DEFAULT_INSTANCE_STEP),
+    'remove_instances': dict(_INSTANCE_STEP,
+                             description='Instances removed per scale-in '
+                                         '(default %d).'
+                                         % DEFAULT_INSTANCE_STEP),
+    'add_vhsms': dict(_VHSM_STEP, description='vHSMs added to the '
+                                              'service\'s group per '
+                                              'scale-out (default 0).'),
+    'remove_vhsms': dict(_VHSM_STEP, description='vHSMs removed from the '
+                                                 'group per scale-in '
+                                                 '(default 0).'),
+    'min_instances': dict(INSTANCES, description='Fewest instances the '
+                                                 'balancer leaves (default '
+                                                 '%d).' % MIN_INSTANCES),
+    'max_instances': dict(INSTANCES, description='Most instances the '
+                                                 'balancer makes.'),
+    'min_vhsms': dict(_VHSM_COUNT, description='Fewest vHSMs the balancer '
+                                               'leaves in the group '
+                                               '(default %d).'
+                                               % MIN_GROUP_SIZE),
+    'max_vhsms': dict(_VHSM_COUNT, description='Most vHSMs the balancer '
+                                               'makes; required when '
+                                               'add_vhsms is not 0.'),
+    'cooldown': {'type': 'integer', 'minimum': 0, 'maximum': MAX_COOLDOWN,
+                 'description': 'Seconds after a change of the fleet '
+                                '(by the balancer or anyone) before the '
+                                'balancer acts again (default %d).'
+                                % DEFAULT_COOLDOWN},
+    'window': {'type': 'integer', 'minimum': 1, 'maximum': MAX_WINDOW,
+               'description': 'Evaluation window in seconds (default %d); '
+                              'keep it at least twice the compute '
+                              'heartbeat interval.' % DEFAULT_WINDOW},
+    'enabled': {'type': 'boolean',
+                'description': 'false keeps the policy but stops the '
+                               'balancer from applying it (default '
+                               'true).'},
+}, ('metric', 'lower', 'upper', 'max_instances'))
 
 IMAGE_BUILD = _obj({
     'kinds': {'type': 'array', 'items': {'type': 'string',
@@ -149,6 +228,9 @@ SERVICE_QUERY = list_query(UUID, {
 INSTANCE_QUERY = list_query(UUID, {
     'service_id': UUID, 'node_id': INT_ID,
     'state': _state(WORKLOAD_STATES),
+    'role': dict(_state(('primary', 'replica')),
+                 description='Primaries (serving) or replicas (standing '
+                             'by).'),
 })
 VHSM_QUERY = list_query(UUID, {
     'group_id': UUID, 'node_id': INT_ID,
@@ -202,6 +284,7 @@ VHSM_GROUP = {'type': 'object', 'properties': {
 SERVICE = {'type': 'object', 'properties': {
     'id': _STR, 'name': _NSTR, 'project_id': _STR, 'vhsm_group_id': _STR,
     'instances': _INT, 'replicas': _INT,
+    'standby': _state(STANDBY_MODES),
     'algorithms': {'type': 'array', 'items': _STR, 'nullable': True},
     'image': _IMAGE_REF,
     'state': _state(RESOURCE_STATES), 'status_reason': _NSTR,
@@ -210,15 +293,29 @@ SERVICE = {'type': 'object', 'properties': {
                                 'while it is ACTIVE.',
                  'properties': {'host': _STR, 'port': _INT}},
     'created_at': _TIME, 'updated_at': _TIME}}
+_LOAD = {'type': 'object', 'nullable': True,
+         'description': 'The latest load figures its node reported '
+                        '(with the heartbeat at load_updated_at).',
+         'properties': {
+             'requests_per_s': {'type': 'number'},
+             'in_flight': {'type': 'number'},
+             'p95_ms': {'type': 'number'},
+             'cpu': {'type': 'number', 'description': 'CPU seconds per '
+                                                      'second.'}}}
 INSTANCE = {'type': 'object', 'properties': {
     'id': _STR, 'service_id': _STR, 'node_id': _NINT, 'host': _NSTR,
-    'port': _NINT, 'role': _STR, 'state': _state(WORKLOAD_STATES),
+    'port': _NINT, 'role': _state(('primary', 'replica')),
+    'replica_of': dict(_NSTR, description='The primary a replica stands '
+                                          'by for.'),
+    'state': _state(WORKLOAD_STATES),
     'status_reason': _NSTR, 'workload_ref': _NSTR,
+    'load': _LOAD, 'load_updated_at': _NTIME,
     'created_at': _TIME, 'updated_at': _TIME}}
 VHSM = {'type': 'object', 'properties': {
     'id': _STR, 'group_id': _STR, 'node_id': _NINT, 'host': _NSTR,
     'port': _NINT, 'status_port': _NINT, 'state': _state(WORKLOAD_STATES),
     'status_reason': _NSTR, 'workload_ref': _NSTR,
+    'load': _LOAD, 'load_updated_at': _NTIME,
     'created_at': _TIME, 'updated_at': _TIME}}
 ASSOCIATION = {'type': 'object', 'properties': {
     'id': _INT, 'vhsm_id': _STR, 'instance_id': _STR, 'created_at': _TIME}}
@@ -236,6 +333,33 @@ IMAGE = {'type': 'object', 'properties': {
                                         'compute nodes pull it.'),
     'version': _NSTR, 'revision': _NSTR, 'size': _NINT,
     'created_at': _TIME}}
+_NNUM = {'type': 'number', 'nullable': True}
+SCALING_POLICY = {'type': 'object', 'properties': {
+    'id': _STR, 'service_id': _STR, 'project_id': _STR,
+    'metric': _state(SCALING_METRICS),
+    'lower': {'type': 'number'}, 'upper': {'type': 'number'},
+    'add_instances': _INT, 'remove_instances': _INT,
+    'add_vhsms': _INT, 'remove_vhsms': _INT,
+    'min_instances': _INT, 'max_instances': _INT,
+    'min_vhsms': _INT, 'max_vhsms': _NINT,
+    'cooldown': _INT, 'window': _INT, 'enabled': {'type': 'boolean'},
+    'pressure': {'type': 'object', 'nullable': True,
+                 'description': 'What the balancer measured last: the '
+                                'window average, the latest point, the '
+                                'number of points and of instances the '
+                                'latest one averaged, and when.',
+                 'properties': {'value': _NNUM, 'latest': _NNUM,
+                                'points': _INT, 'samples': _NINT,
+                                'at': _NTIME}},
+    'evaluated_at': _NTIME,
+    'last_decision': dict(_state(SCALING_DECISIONS), nullable=True),
+    'last_reason': dict(_NSTR, description='Why the balancer decided what '
+                                           'it did, in words (also why '
+                                           'it could not scale).'),
+    'last_scaled_at': _NTIME,
+    'last_task_id': dict(_NSTR, description='The scale_service task of '
+                                            'the last decision to scale.'),
+    'created_at': _TIME, 'updated_at': _TIME}}
 CREDENTIAL = {'type': 'object', 'properties': {
     'id': _STR, 'service_id': _STR, 'project_id': _STR, 'created_at': _TIME}}
 NEW_CREDENTIAL = {'type': 'object', 'properties': {
@@ -270,6 +394,7 @@ RESPONSES = {
         'task': _ref('Task'), 'service': _ref('Service'),
         'credential': _ref('NewCredential')}},
     'credential': CREDENTIAL,
+    'scaling_policy': SCALING_POLICY,
     'new_credential': NEW_CREDENTIAL,
     'credential_created': {'type': 'object', 'properties': {
         'task': _ref('Task'), 'credential': _ref('NewCredential')}},

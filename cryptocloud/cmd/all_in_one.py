@@ -8,7 +8,7 @@ admin password made at first start and kept in the state directory).
 
     cryptocloud-all-in-one [--state-dir DIR] [--api-port PORT]
                            [--computes N] [--vhsms N] [--instances N]
-                           [--no-provision] [--no-wait]
+                           [--replicas N] [--no-provision] [--no-wait]
 """
 
 import argparse
@@ -61,6 +61,10 @@ def _parse(argv):
                         help='vHSMs in the demo group (default 2).')
     parser.add_argument('--instances', type=int, default=1,
                         help='Instances of the demo service (default 1).')
+    parser.add_argument('--replicas', type=int, default=1,
+                        help='Cold-standby replicas per instance (default '
+                             '1): started on the same host and port when '
+                             'the instance dies.')
     parser.add_argument('--no-provision', action='store_true',
                         help='Only run the control plane.')
     parser.add_argument('--no-wait', action='store_true',
@@ -199,7 +203,7 @@ def _provision(admin: _Admin, args) -> tuple[dict, str]:
               % (DEMO_SERVICE, args.instances))
         made = admin.call('POST', '/v1/services', {
             'name': DEMO_SERVICE, 'vhsm_group_id': group['id'],
-            'instances': args.instances, 'replicas': 0})
+            'instances': args.instances, 'replicas': args.replicas})
         svc, token = made['service'], made['credential']['token']
     else:
         if svc['state'] == 'ERROR':
@@ -217,6 +221,14 @@ def _provision(admin: _Admin, args) -> tuple[dict, str]:
             svc['state'], svc.get('status_reason')))
     print('Service ACTIVE (%.1f s of waiting).' % (time.monotonic()
                                                    - started))
+    rows = admin.call('GET', '/v1/instances?service_id=%s'
+                      % svc['id'])['instances']
+    for row in rows:
+        print('  %-7s %s %s:%s %s' % (row['role'], row['id'], row['host'],
+                                      row['port'], row['state']))
+    if any(r['state'] == 'STANDBY' for r in rows):
+        print('  (a STANDBY replica is ready; if its primary dies it is '
+              'started and serves the same endpoint)')
     return svc, token
 
 

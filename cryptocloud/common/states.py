@@ -99,8 +99,16 @@ BUILDING = 'BUILDING'
 ACTIVE = 'ACTIVE'
 ERROR = 'ERROR'
 DELETING = 'DELETING'
+# A cold-standby replica: ready to run (files, image, container, vHSM
+# association) but not running; promoted when its primary fails.
+STANDBY = 'STANDBY'
 
 WORKLOAD_MACHINE = StateMachine('workload', {
+    (BUILDING, 'prepared'): STANDBY,
+    (STANDBY, 'prepared'): STANDBY,
+    (STANDBY, 'promote'): BUILDING,
+    (STANDBY, 'fail'): ERROR,
+    (STANDBY, 'delete'): DELETING,
     (BUILDING, 'built'): ACTIVE,
     (BUILDING, 'fail'): ERROR,
     (ACTIVE, 'fail'): ERROR,

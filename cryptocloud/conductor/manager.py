@@ -7,6 +7,7 @@ node module and returns at once.  Long work never runs on the RPC thread.
 import oslo_messaging as messaging
 
 from cryptocloud.conductor import nodes
+from cryptocloud.conductor import reconciler
 from cryptocloud.conductor import rpcapi
 
 RPC_API_VERSION = rpcapi.RPC_API_VERSION
@@ -40,4 +41,14 @@ class ConductorManager:
         The answer names the reported workloads no row describes
         (``orphans``); the node removes those it is told twice running.
         """
-        return {'orphans': nodes.heartbeat(self._db, host, workloads, load)}
+        orphans = nodes.heartbeat(self._db, host, workloads, load)
+        if self._runner is not None and any(
+                w.get('kind') == 'cryptoservice'
+                and w.get('state') in ('exited', 'missing')
+                for w in workloads or ()):
+            # A service instance died: a replica takes over now, not at
+            # the next reconcile pass.
+            for task in reconciler.record_failovers(self._db,
+                                                    self._runner.owner):
+                self._runner.submit(task['id'])
+        return {'orphans': orphans}

@@ -8,12 +8,18 @@ from oslo_log import log as logging
 from cryptocloud.common import exception
 from cryptocloud.common import states
 from cryptocloud.conductor.workflows import workloads
+from cryptocloud.db import api as db_api
 
 LOG = logging.getLogger(__name__)
 
 WORKLOAD_TABLES = ('vhsms', 'service_instances')
 NODE_DOWN_REASON = 'node down'
 MISSING_REASON = 'missing from its node\'s heartbeat'
+# A workload changed this recently is not failed for being absent from a
+# heartbeat: the node's list may predate the change.
+HEARTBEAT_GRACE_SECONDS = 10
+# Per-workload figures a heartbeat carries (compute/probes.py).
+LOAD_FIGURES = ('requests_per_s', 'in_flight', 'p95_ms', 'cpu')
 
 
 def jsonable(row: dict) -> dict:
@@ -53,16 +59,48 @@ def heartbeat(db, host: str, statuses: list[dict], load: dict) -> list[str]:
     """
     node = db.heartbeat_node(host, load or {})
     by_id = {s.get('workload_id'): s for s in statuses or ()}
+    # The node listed its workloads a moment before this arrives: a row
+    # a workflow changed since (a workload just started, prepared or
+    # promoted) may be missing from the list, or listed as it was.
+    settled = db_api.utcnow() - datetime.timedelta(
+        seconds=HEARTBEAT_GRACE_SECONDS)
     for table in WORKLOAD_TABLES:
+        loads = {}
         for row in db.list(table, filters={
                 'node_id': node['id'],
-                'state': [states.BUILDING, states.ACTIVE, states.ERROR]}):
+                'state': [states.BUILDING, states.ACTIVE, states.ERROR,
+                          states.STANDBY]}):
             status = by_id.get(row['id'])
             if status is not None:
-                workloads.apply_status(db, table, row, status)
-            elif row['state'] == states.ACTIVE:
+                if status.get('state') != 'prepared':
+                    # Only the workflow that prepares a replica makes it
+                    # STANDBY; a listing cannot tell a promotion apart.
+                    workloads.apply_status(db, table, row, status)
+                figures = load_figures(status)
+                if figures is not None:
+                    loads[row['id']] = figures
+            elif (row['state'] in (states.ACTIVE, states.STANDBY)
+                  and row['updated_at'] < settled):
                 _fail(db, table, row, MISSING_REASON)
+        # One statement for the node's workloads, and none when no
+        # workload was measured.
+        db.record_loads(table, loads)
     return orphans(db, by_id)
+
+
+def load_figures(status: dict) -> dict | None:
+    """The load figures of a running workload's status, or None.
+
+    Only the known figures, and only numbers: what the balancer reads
+    is never whatever else a node put in the status.
+    """
+    load = status.get('load')
+    if status.get('state') != 'running' or not isinstance(load, dict):
+        return None
+    figures = {name: load[name] for name in LOAD_FIGURES
+               if isinstance(load.get(name), (int, float))
+               and not isinstance(load.get(name), bool)}
+    return figures or None
 
 
 def orphans(db, reported: dict) -> list[str]:
@@ -90,6 +128,7 @@ def check_liveness(db, now: datetime.datetime,
         for table in WORKLOAD_TABLES:
             for row in db.list(table, filters={
                     'node_id': node['id'],
-                    'state': [states.BUILDING, states.ACTIVE]}):
+                    'state': [states.BUILDING, states.ACTIVE,
+                              states.STANDBY]}):
                 _fail(db, table, row, NODE_DOWN_REASON)
     return newly_down

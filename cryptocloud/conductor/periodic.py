@@ -4,6 +4,10 @@ Every ``[conductor] periodic_interval`` seconds: node liveness, recovery
 of orphaned tasks, and reconciliation of desired counts.  Each pass is
 safe with several conductors: node and workload changes are conditional
 updates, and tasks run only under a claimed lease.
+
+The pressure balancer (``balancer.py``) runs on its own thread every
+``[conductor] balancer_interval`` seconds, so a slow reconcile pass
+never delays a scale-out.
 """
 
 import threading
@@ -23,25 +27,52 @@ class PeriodicTasks:
     """Runs the periodic passes of one conductor."""
 
     def __init__(self, db, runner, *, interval: float,
-                 heartbeat_timeout: int) -> None:
+                 heartbeat_timeout: int, balancer=None,
+                 balancer_interval: float | None = None) -> None:
         self._db = db
         self._runner = runner
         self._interval = interval
         self._heartbeat_timeout = heartbeat_timeout
+        self._balancer = balancer
+        self._balancer_interval = balancer_interval or interval
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop,
                                         name='conductor-periodic',
                                         daemon=True)
+        self._balancer_thread = threading.Thread(
+            target=self._balance_loop, name='conductor-balancer',
+            daemon=True)
 
     def start(self) -> None:
-        """Start the periodic thread."""
+        """Start the periodic thread (and the balancer's)."""
         self._thread.start()
+        if self._balancer is not None:
+            self._balancer_thread.start()
 
     def stop(self) -> None:
         """Stop after the current pass."""
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self._interval + 5)
+        if self._balancer_thread.is_alive():
+            self._balancer_thread.join(timeout=self._balancer_interval + 5)
+
+    def _balance_loop(self) -> None:
+        while not self._stopping.wait(self._balancer_interval):
+            self.balance()
+
+    def balance(self) -> list[dict]:
+        """Apply the scaling policies: start each scale task recorded."""
+        if self._balancer is None:
+            return []
+        try:
+            tasks = self._balancer.run()
+        except Exception:  # noqa: BLE001 - next pass tries again
+            LOG.exception('Periodic task balance failed.')
+            return []
+        for task in tasks:
+            self._runner.submit(task['id'])
+        return tasks
 
     def _loop(self) -> None:
         while not self._stopping.wait(self._interval):
@@ -56,9 +87,15 @@ class PeriodicTasks:
                 LOG.exception('Periodic task %s failed.', step.__name__)
 
     def check_nodes(self) -> list[dict]:
-        """Mark silent nodes DOWN and their workloads ERROR."""
-        return nodes.check_liveness(self._db, base.utcnow(),
+        """Mark silent nodes DOWN and their workloads ERROR; a node that
+        went down takes its primaries with it, so failover starts now."""
+        down = nodes.check_liveness(self._db, base.utcnow(),
                                     self._heartbeat_timeout)
+        if down:
+            for task in reconciler.record_failovers(self._db,
+                                                    self._runner.owner):
+                self._runner.submit(task['id'])
+        return down
 
     def recover_tasks(self) -> list[str]:
         """Run PENDING tasks nobody took and RUNNING ones whose owner died.

@@ -20,6 +20,8 @@ from cryptocloud.conductor import workflows
 LOG = logging.getLogger(__name__)
 
 _LIVE = (states.BUILDING, states.ACTIVE)
+# Replica states that can take over for a failed primary.
+_READY = (states.ACTIVE, states.STANDBY)
 
 
 def _drift(rows: list[dict], target: int) -> str | None:
@@ -30,6 +32,27 @@ def _drift(rows: list[dict], target: int) -> str | None:
             {r.get('status_reason') or r['state'] for r in broken})))
     if len(rows) != target:
         return '%d workload(s) for a target of %d' % (len(rows), target)
+    return None
+
+
+def _replica_drift(primaries: list[dict], standby: dict,
+                   wanted: int) -> str | None:
+    """Why the replicas of ACTIVE primaries need work, if they do.
+
+    Broken replicas and surplus ones count; a missing one does not: it
+    could not be placed (no capacity) and every convergence of the
+    service (resize, failover, reconcile) tries again, so a full cluster
+    does not make a reconcile task every pass.
+    """
+    for row in primaries:
+        if row['state'] != states.ACTIVE:
+            continue
+        mine = standby[row['id']]
+        if any(r['state'] not in _READY + (states.BUILDING,) for r in mine):
+            return 'a replica of instance %s is broken' % row['id']
+        if len(mine) > wanted:
+            return ('instance %s has %d replicas for %d wanted'
+                    % (row['id'], len(mine), wanted))
     return None
 
 
@@ -50,14 +73,31 @@ def find_drift(db) -> list[dict]:
                           'reason': why})
     drifting = {item['row']['id'] for item in found}
     instances = collections.defaultdict(list)
+    standby = collections.defaultdict(list)
     for row in db.list('service_instances'):
-        instances[row['service_id']].append(row)
+        if row.get('role') == 'replica':
+            standby[row.get('replica_of')].append(row)
+        else:
+            instances[row['service_id']].append(row)
     links = collections.defaultdict(set)
     for assoc in db.list('associations'):
         links[assoc['instance_id']].add(assoc['vhsm_id'])
     for service in db.list('services', filters={'state': states.ACTIVE}):
         rows = instances[service['id']]
+        failed = [r for r in rows if r['state'] == states.ERROR
+                  and any(x['state'] in _READY for x in standby[r['id']])]
+        if failed:
+            found.append({'action': workflows.FAILOVER_SERVICE,
+                          'resource_type': 'service', 'row': service,
+                          'reason': '%d primary instance(s) failed: %s'
+                                    % (len(failed), ', '.join(sorted(
+                                        {r.get('status_reason') or 'ERROR'
+                                         for r in failed})))})
+            continue
         why = _drift(rows, int(service['target_instances']))
+        if why is None:
+            why = _replica_drift(rows, standby,
+                                 int(service.get('replicas') or 0))
         group = groups.get(service['group_id'])
         # A drifting group's own reconcile tells its instances.
         if (why is None and group and group['state'] == states.ACTIVE
@@ -75,7 +115,13 @@ def find_drift(db) -> list[dict]:
     return found
 
 
-def record_tasks(db, owner: str) -> list[dict]:
+def record_failovers(db, owner: str) -> list[dict]:
+    """A failover task for each service whose failed primary has a
+    replica ready, without waiting for the next reconcile pass."""
+    return record_tasks(db, owner, actions=(workflows.FAILOVER_SERVICE,))
+
+
+def record_tasks(db, owner: str, actions=None) -> list[dict]:
     """A reconcile task for each drifted resource without an open task.
 
     Two conductors in the same pass may both record one; the tasks then
@@ -86,6 +132,8 @@ def record_tasks(db, owner: str) -> list[dict]:
         'tasks', filters={'state': [states.PENDING, states.RUNNING]})}
     created = []
     for item in find_drift(db):
+        if actions is not None and item['action'] not in actions:
+            continue
         row = item['row']
         if row['id'] in busy:
             continue

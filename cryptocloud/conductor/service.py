@@ -10,8 +10,10 @@ from oslo_log import log as logging
 
 from cryptocloud.common import rpc
 from cryptocloud.compute import rpcapi as compute_rpcapi
+from cryptocloud.conductor import balancer as balancer_mod
 from cryptocloud.conductor import manager as manager_mod
 from cryptocloud.conductor import periodic as periodic_mod
+from cryptocloud.conductor import proxy as proxy_mod
 from cryptocloud.conductor import task_runner
 from cryptocloud.conductor.scheduler import scheduler as scheduler_mod
 from cryptocloud.db import api as db_api
@@ -37,10 +39,14 @@ class ConductorService:
             provision_timeout=opts.provision_timeout)
         self.periodic = periodic_mod.PeriodicTasks(
             db, self.runner, interval=opts.periodic_interval,
-            heartbeat_timeout=opts.heartbeat_timeout)
+            heartbeat_timeout=opts.heartbeat_timeout,
+            balancer=balancer_mod.Balancer(db, scheduler, owner=self.host),
+            balancer_interval=opts.balancer_interval)
         self.server = rpc.get_server(
             rpc.CONDUCTOR_TOPIC, self.host, manager_mod.RPC_API_VERSION,
             [manager_mod.ConductorManager(db, self.runner)])
+        self.proxy = (proxy_mod.ProxySync(db, conf)
+                      if proxy_mod.enabled(conf) else None)
 
     def start(self) -> None:
         """Recover orphaned tasks, then serve RPC and run the passes."""
@@ -49,6 +55,8 @@ class ConductorService:
         self.periodic.recover_tasks()
         self.server.start()
         self.periodic.start()
+        if self.proxy is not None:
+            self.proxy.start()
         LOG.info('Conductor %s running (%d workers, periodic every %d s).',
                  self.host, self.workers, self.interval)
 
@@ -59,4 +67,8 @@ class ConductorService:
         self.server.wait()
         self.periodic.stop()
         self.runner.stop(wait=True)
+        if self.proxy is not None:
+            # HAProxy keeps serving the endpoints while the conductor is
+            # away (a restart, an upgrade).
+            self.proxy.stop()
         LOG.info('Conductor %s stopped.', self.host)

@@ -14,6 +14,7 @@ from cryptocloud.conf import database
 from cryptocloud.conf import docker
 from cryptocloud.conf import images
 from cryptocloud.conf import keystore
+from cryptocloud.conf import proxy
 from cryptocloud.conf import vhsm
 
 CONF = cfg.CONF
@@ -26,4 +27,5 @@ database.register_opts(CONF)
 docker.register_opts(CONF)
 images.register_opts(CONF)
 keystore.register_opts(CONF)
+proxy.register_opts(CONF)
 vhsm.register_opts(CONF)

@@ -21,6 +21,13 @@ OPTS = [
                help='Seconds between passes of the periodic tasks (node '
                     'liveness, reconcile desired counts, recover '
                     'orphaned tasks).'),
+    cfg.IntOpt('balancer_interval', default=10, min=1, max=3600,
+               help='Seconds between passes of the pressure balancer, '
+                    'which applies each service\'s scaling policy. A '
+                    'scale-out reacts within about two passes of the '
+                    'pressure crossing the upper bound; keep it at or '
+                    'above [compute] heartbeat_interval, since load '
+                    'figures arrive with heartbeats.'),
     cfg.IntOpt('task_lease', default=60, min=5, max=86400,
                help='Seconds a conductor owns a running task between '
                     'renewals. A task whose lease ran out (its conductor '

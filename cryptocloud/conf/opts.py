@@ -9,10 +9,11 @@ from cryptocloud.conf import database
 from cryptocloud.conf import docker
 from cryptocloud.conf import images
 from cryptocloud.conf import keystore
+from cryptocloud.conf import proxy
 from cryptocloud.conf import vhsm
 
 _MODULES = (api, compute, conductor, cryptoservice, database, docker,
-            images, keystore, vhsm)
+            images, keystore, proxy, vhsm)
 
 
 def list_opts():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 from typing import TypeVar
 
@@ -39,7 +40,8 @@ LOG = logging.getLogger(__name__)
 SCHEMA = 'control'
 
 KINDS = ('vhsm_groups', 'vhsms', 'services', 'service_instances',
-         'associations', 'service_credentials', 'tasks', 'nodes', 'images')
+         'associations', 'service_credentials', 'tasks', 'nodes', 'images',
+         'scaling_policies')
 
 # Names used in messages and in exception kwargs ('kind').
 SINGULAR = {
@@ -52,6 +54,7 @@ SINGULAR = {
     'tasks': 'task',
     'nodes': 'node',
     'images': 'image',
+    'scaling_policies': 'scaling_policy',
 }
 
 ROLES = frozenset({'device', 'service'})
@@ -66,6 +69,10 @@ _NODES = _TABLES['nodes']
 _VHSMS = _TABLES['vhsms']
 _INSTANCES = _TABLES['service_instances']
 _TASKS = _TABLES['tasks']
+# Workload tables whose rows carry the load figures of their node's probes.
+_LOAD_KINDS = ('vhsms', 'service_instances')
+# Ids per IN (...) list: well under every backend's parameter limit.
+_IN_CHUNK = 500
 
 # Ids the database assigns; every other kind gets a fresh UUID string.
 _INTEGER_IDS = frozenset({'nodes', 'associations'})
@@ -568,6 +575,98 @@ class Connection:
                     usage.setdefault(node_id, {'vhsms': 0, 'instances': 0})
                     usage[node_id][name] = count
         return usage
+
+    # -- load figures and scaling ------------------------------------------
+
+    @_retry_on_deadlock
+    def record_loads(self, kind: str, loads: dict[str, dict],
+                     at: datetime.datetime | None = None) -> int:
+        """Store the latest load figures of workloads; how many rows took it.
+
+        ``loads`` maps a vHSM or instance id to its figures.  One UPDATE
+        statement run for every row in one transaction (executemany), so
+        a heartbeat costs one round of writes whatever its size.  The
+        rows' ``updated_at`` stays: a measurement is not a change.  Rows
+        deleted meanwhile are skipped.
+        """
+        if kind not in _LOAD_KINDS:
+            raise exception.InvalidInput(
+                reason='a %s has no load figures' % SINGULAR.get(kind, kind))
+        if not loads:
+            return 0
+        table = _TABLES[kind]
+        at = _naive_utc(at) or utcnow()
+        stmt = (table.update()
+                .where(table.c.id == sa.bindparam('b_id'))
+                .values(load=sa.bindparam('b_load', type_=table.c.load.type),
+                        load_updated_at=sa.bindparam('b_at')))
+        params = [{'b_id': str(ident), 'b_load': figures, 'b_at': at}
+                  for ident, figures in sorted(loads.items())]
+        with engines.writer(self._engine) as conn:
+            return conn.execute(stmt, params).rowcount
+
+    @_retry_on_deadlock
+    def update_if(self, kind: str, id: Any, expected: dict, values: dict,
+                  *, touch: bool = True) -> dict | None:
+        """Change one row only while it still has the ``expected`` values.
+
+        A compare-and-swap in one conditional UPDATE: None when another
+        writer changed the row first, ResourceNotFound when it is gone.
+        ``touch=False`` leaves ``updated_at`` alone (bookkeeping that is
+        not a change of the row's meaning).
+        """
+        table = self._table(kind)
+        if not expected:
+            raise exception.InvalidInput(
+                reason='update_if needs at least one expected value')
+        changes = self._values(kind, table, values, what='update')
+        key = self._key(kind, id)
+        if touch and 'updated_at' in table.c:
+            changes['updated_at'] = utcnow()
+        clauses = self._where(kind, table, expected)
+        with engines.writer(self._engine) as conn:
+            updated = conn.execute(
+                table.update().where(table.c.id == key, *clauses)
+                .values(**changes)).rowcount
+            row = self._read(conn, kind, key)
+        if row is None:
+            raise self._not_found(kind, id)
+        return row if updated == 1 else None
+
+    def task_activity(self, resource_ids: Iterable[Any], *,
+                      ignore_actions: Iterable[str] = ()
+                      ) -> dict[str, dict]:
+        """Per resource: is a task open, and when did the last one end.
+
+        ``{'open': bool, 'last_finished_at': datetime | None}`` for each
+        id; a PENDING or RUNNING task of any action makes it open, and
+        tasks of ``ignore_actions`` do not count as the last one to end.
+        Two indexed queries per 500 ids, whatever the size of ``tasks``.
+        """
+        ids = sorted({str(i) for i in resource_ids})
+        found = {i: {'open': False, 'last_finished_at': None} for i in ids}
+        ignored = sorted(set(ignore_actions))
+        finals = sorted(states.TASK_FINAL_STATES)
+        with engines.reader(self._engine) as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start:start + _IN_CHUNK]
+                busy = conn.execute(
+                    sa.select(_TASKS.c.resource_id).distinct()
+                    .where(_TASKS.c.resource_id.in_(chunk),
+                           _TASKS.c.state.in_([states.PENDING,
+                                               states.RUNNING])))
+                for (ident,) in busy:
+                    found[ident]['open'] = True
+                query = (sa.select(_TASKS.c.resource_id,
+                                   sa.func.max(_TASKS.c.finished_at))
+                         .where(_TASKS.c.resource_id.in_(chunk),
+                                _TASKS.c.state.in_(finals))
+                         .group_by(_TASKS.c.resource_id))
+                if ignored:
+                    query = query.where(_TASKS.c.action.not_in(ignored))
+                for ident, finished in conn.execute(query):
+                    found[ident]['last_finished_at'] = finished
+        return found
 
     # -- tasks ------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Nodes, vHSM groups and their vHSMs, services and their instances, the
 associations between instances and vHSMs, service credentials, published
-images and tasks,
+images, scaling policies and tasks,
 as ``docs/control-plane.md`` lists them.  Nothing secret is stored here:
 service credentials are kept as SHA-256 hashes only, and task parameters
 never carry secrets.
@@ -189,6 +189,11 @@ class VHSM(Base):
                                                       nullable=True)
     workload_ref: Mapped[str | None] = mapped_column(sa.String(REF_LEN),
                                                      nullable=True)
+    # The latest load figures its node reported ({requests_per_s,
+    # in_flight, p95_ms, cpu}) and when they arrived.
+    load: Mapped[Any] = mapped_column(JSONText, nullable=True)
+    load_updated_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime, nullable=True)
     created_at: Mapped[datetime.datetime] = _created_at()
     updated_at: Mapped[datetime.datetime] = _updated_at()
 
@@ -198,6 +203,8 @@ class Service(Base):
 
     __tablename__ = 'services'
     __table_args__ = (
+        sa.UniqueConstraint('frontend_port',
+                            name='uniq_services0frontend_port'),
         sa.Index('ix_services_project_id', 'project_id'),
         sa.Index('ix_services_group_id', 'group_id'),
         sa.Index('ix_services_state', 'state'),
@@ -218,6 +225,10 @@ class Service(Base):
     replicas: Mapped[int] = mapped_column(sa.Integer, nullable=False,
                                           default=0)
     algorithms: Mapped[Any] = mapped_column(JSONText, nullable=True)
+    # 'cold': replicas are prepared, started on failover; 'hot': running.
+    standby: Mapped[str] = mapped_column(sa.String(8), nullable=False,
+                                         default='cold',
+                                         server_default='cold')
     # The image its workloads run from, pinned by digest when the row
     # was created (null: none was published; the process driver needs
     # none).
@@ -230,6 +241,9 @@ class Service(Base):
     endpoint_host: Mapped[str | None] = mapped_column(sa.String(HOST_LEN),
                                                       nullable=True)
     endpoint_port: Mapped[int | None] = mapped_column(sa.Integer,
+                                                      nullable=True)
+    # The proxy's port for this service ([proxy] driver = haproxy).
+    frontend_port: Mapped[int | None] = mapped_column(sa.Integer,
                                                       nullable=True)
     created_at: Mapped[datetime.datetime] = _created_at()
     updated_at: Mapped[datetime.datetime] = _updated_at()
@@ -259,14 +273,22 @@ class ServiceInstance(Base):
     host: Mapped[str | None] = mapped_column(sa.String(HOST_LEN),
                                              nullable=True)
     port: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    # 'primary' (serves) or 'replica' (stands by for ``replica_of``).
     role: Mapped[str] = mapped_column(sa.String(16), nullable=False,
                                       default='primary')
+    replica_of: Mapped[str | None] = mapped_column(sa.String(UUID_LEN),
+                                                   nullable=True)
     state: Mapped[str] = mapped_column(sa.String(STATE_LEN), nullable=False,
                                        default=states.BUILDING)
     status_reason: Mapped[str | None] = mapped_column(sa.Text,
                                                       nullable=True)
     workload_ref: Mapped[str | None] = mapped_column(sa.String(REF_LEN),
                                                      nullable=True)
+    # The latest load figures its node reported ({requests_per_s,
+    # in_flight, p95_ms, cpu}) and when they arrived.
+    load: Mapped[Any] = mapped_column(JSONText, nullable=True)
+    load_updated_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime, nullable=True)
     created_at: Mapped[datetime.datetime] = _created_at()
     updated_at: Mapped[datetime.datetime] = _updated_at()
 
@@ -394,6 +416,65 @@ class Task(Base):
         DateTime, nullable=True)
     finished_at: Mapped[datetime.datetime | None] = mapped_column(
         DateTime, nullable=True)
+
+
+class ScalingPolicy(Base):
+    """How the balancer scales one service with its business pressure."""
+
+    __tablename__ = 'scaling_policies'
+    __table_args__ = (
+        # Also serves as the index of the service_id foreign key.
+        sa.UniqueConstraint('service_id',
+                            name='uniq_scaling_policies0service_id'),
+        sa.Index('ix_scaling_policies_project_id', 'project_id'),
+        _TABLE_ARGS,
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(UUID_LEN), primary_key=True)
+    # A policy means nothing without its service.
+    service_id: Mapped[str] = mapped_column(
+        sa.String(UUID_LEN),
+        sa.ForeignKey('services.id', ondelete='CASCADE',
+                      name='fk_scaling_policies_service_id'),
+        nullable=False)
+    project_id: Mapped[str] = mapped_column(sa.String(PROJECT_LEN),
+                                            nullable=False)
+    # requests_per_s, in_flight, p95_ms or cpu: per instance, averaged.
+    metric: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    lower: Mapped[float] = mapped_column(sa.Double, nullable=False)
+    upper: Mapped[float] = mapped_column(sa.Double, nullable=False)
+    add_instances: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    remove_instances: Mapped[int] = mapped_column(sa.Integer,
+                                                  nullable=False)
+    add_vhsms: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    remove_vhsms: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    min_instances: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    max_instances: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    min_vhsms: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    # Null: vHSMs are never added (add_vhsms is 0).
+    max_vhsms: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    cooldown_seconds: Mapped[int] = mapped_column(sa.Integer,
+                                                  nullable=False)
+    window_seconds: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, nullable=False,
+                                          default=True)
+    # Bumped by every evaluation and every change of the policy: the
+    # compare-and-swap that lets one conductor only act on a pass.
+    generation: Mapped[int] = mapped_column(sa.Integer, nullable=False,
+                                            default=0)
+    # The pressure points of the current evaluation window (JSON).
+    pressure: Mapped[Any] = mapped_column(JSONText, nullable=True)
+    evaluated_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime, nullable=True)
+    last_decision: Mapped[str | None] = mapped_column(sa.String(16),
+                                                      nullable=True)
+    last_reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    last_scaled_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime, nullable=True)
+    last_task_id: Mapped[str | None] = mapped_column(sa.String(UUID_LEN),
+                                                     nullable=True)
+    created_at: Mapped[datetime.datetime] = _created_at()
+    updated_at: Mapped[datetime.datetime] = _updated_at()
 
 
 metadata = Base.metadata

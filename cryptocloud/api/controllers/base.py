@@ -145,6 +145,9 @@ class Controller:
         entry = handler.api_route
         req = _build_request(entry)
         payload = handler(self, req)
+        if entry.status == http.HTTPStatus.NO_CONTENT:
+            return webob.Response(status=entry.status, content_type=None,
+                                  charset=None)
         return json_response(entry.status, payload)
 
 

@@ -94,3 +94,32 @@ class Scheduler:
             spread=collections.Counter(n for n in spread if n is not None),
             usage=copy.deepcopy(self._db.node_usage()))
         return select(self._db.list('nodes'), request, count)
+
+    def free_slots(self, kind: str, *,
+                   now: datetime.datetime | None = None) -> dict:
+        """How many more workloads of ``kind`` the cluster can take now.
+
+        Counts the free slots (capacity minus placed workloads) of the
+        nodes that pass every hard filter but the capacity one: the right
+        role, enabled, UP with a fresh heartbeat.  ``{'free': n, 'nodes':
+        eligible node count, 'why': what dropped the others}``.
+        """
+        if kind not in filters.KINDS:
+            raise exception.InvalidInput(
+                reason='unknown workload kind %r' % (kind,))
+        now = now or datetime.datetime.now(datetime.UTC).replace(
+            tzinfo=None)
+        request = filters.Request(
+            kind=filters.KINDS[kind], now=now,
+            heartbeat_timeout=self._heartbeat_timeout,
+            usage=self._db.node_usage())
+        nodes = self._db.list('nodes')
+        eligible = nodes
+        hard = tuple(f for f in filters.DEFAULT_FILTERS
+                     if not isinstance(f, filters.CapacityFilter))
+        for flt in hard:
+            eligible = flt.filter_all(eligible, request)
+        free = sum(max(0, request.capacity(n) - request.used(n))
+                   for n in eligible)
+        return {'free': free, 'nodes': len(eligible),
+                'why': _why(nodes, request, hard)}

@@ -12,13 +12,16 @@ from cryptocloud.conductor.workflows import create_service
 from cryptocloud.conductor.workflows import create_vhsm_group
 from cryptocloud.conductor.workflows import delete_service
 from cryptocloud.conductor.workflows import delete_vhsm_group
+from cryptocloud.conductor.workflows import failover
 from cryptocloud.conductor.workflows import reconcile
 from cryptocloud.conductor.workflows import resize_service
 from cryptocloud.conductor.workflows import resize_vhsm_group
+from cryptocloud.conductor.workflows import scale_service
 from cryptocloud.conductor.workflows import update_service_credentials
 
 RECONCILE_GROUP = 'reconcile_vhsm_group'
 RECONCILE_SERVICE = 'reconcile_service'
+FAILOVER_SERVICE = failover.ACTION
 
 ACTIONS: dict[str, Callable[[base.WorkflowContext], None]] = {
     'create_vhsm_group': create_vhsm_group.run,
@@ -31,6 +34,8 @@ ACTIONS: dict[str, Callable[[base.WorkflowContext], None]] = {
     RECONCILE_GROUP: reconcile.run_group,
     RECONCILE_SERVICE: reconcile.run_service,
     'build_images': build_images.run,
+    scale_service.ACTION: scale_service.run,
+    failover.ACTION: failover.run,
 }
 
 

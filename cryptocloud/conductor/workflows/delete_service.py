@@ -2,6 +2,7 @@
 
 from cryptocloud.common import exception
 from cryptocloud.common import states
+from cryptocloud.conductor import proxy
 from cryptocloud.conductor.workflows import base
 from cryptocloud.conductor.workflows import workloads
 
@@ -22,3 +23,4 @@ def run(wf: base.WorkflowContext) -> None:
                            {'service_id': wf.resource_id})
         wf.db.transition('services', wf.resource_id,
                          states.RESOURCE_MACHINE, 'deleted')
+    proxy.changed()

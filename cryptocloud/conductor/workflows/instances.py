@@ -5,8 +5,11 @@ from oslo_log import log as logging
 
 from cryptocloud.common import exception
 from cryptocloud.common import states
+from cryptocloud.conductor import proxy
 from cryptocloud.conductor.workflows import base
+from cryptocloud.conductor.workflows import replicas
 from cryptocloud.conductor.workflows import workloads
+from cryptocloud.conf import CONF
 
 LOG = logging.getLogger(__name__)
 
@@ -55,9 +58,15 @@ def sync_instance(wf: base.WorkflowContext, instance: dict,
     wanted = {v['id'] for v in vhsms}
     current = {a['vhsm_id'] for a in wf.db.list(
         'associations', filters={'instance_id': instance['id']})}
-    if instance['state'] not in workloads.LIVE:
-        return
     if wanted == current and not force:
+        return
+    if instance['state'] == states.STANDBY:
+        # A cold replica runs nothing to tell: prepare it again.
+        replicas.refresh_standby(wf, wf.db.get('services',
+                                               instance['service_id']),
+                                 instance, vhsms, creds)
+        return
+    if instance['state'] not in workloads.LIVE:
         return
     node = wf.node(instance.get('node_id'))
     if instance.get('workload_ref') and node is not None:
@@ -114,9 +123,22 @@ def wait_for_group(wf: base.WorkflowContext, group_id: str) -> dict:
     return found['group']
 
 
+def endpoint_values(service: dict, active: list[dict]) -> dict:
+    """The service columns to change so its endpoint is served; {}."""
+    return _endpoint(service, active) if active else {}
+
+
 def _endpoint(service: dict, active: list[dict]) -> dict:
-    """Keep the endpoint while its instance is ACTIVE, else the first."""
+    """Keep the endpoint while its instance is ACTIVE, else the first.
+
+    With the proxy, the endpoint is the service's own frontend for good.
+    """
     current = (service.get('endpoint_host'), service.get('endpoint_port'))
+    fronted = proxy.endpoint_of(CONF, service)
+    if fronted is not None:
+        if (fronted['endpoint_host'], fronted['endpoint_port']) == current:
+            return {}
+        return fronted
     for inst in active:
         if (inst['host'], inst['port']) == current:
             return {}
@@ -127,6 +149,8 @@ def _endpoint(service: dict, active: list[dict]) -> dict:
 def converge_service(wf: base.WorkflowContext, service: dict) -> dict:
     """Instances to target, all associated; the endpoint values to set."""
     service_id, group_id = service['id'], service['group_id']
+    if proxy.enabled(CONF):
+        service = proxy.allocate_port(wf.db, CONF, service)
     wait_for_group(wf, group_id)
     vhsms = wf.db.list('vhsms', filters={'group_id': group_id,
                                          'state': states.ACTIVE})
@@ -143,8 +167,16 @@ def converge_service(wf: base.WorkflowContext, service: dict) -> dict:
             _endpoints(vhsms), creds, image=service.get('image_ref')),
         after_start=lambda row: write_associations(wf.db, row['id'],
                                                    vhsm_ids),
-        extra_values={'role': 'primary'})
+        extra_values={'role': replicas.PRIMARY},
+        filters={'role': replicas.PRIMARY})
+    # A failed primary with a replica is replaced by promoting it: the
+    # replica is ready (or running) and may hold the same host and port.
+    replicas.failover(wf, service, vhsms, creds)
     active = workloads.converge(wf, fleet)
     for inst in active:
         sync_instance(wf, inst, vhsms, creds)
-    return _endpoint(wf.db.get('services', service_id), active)
+    replicas.converge_replicas(wf, service, active, vhsms, creds)
+    result = _endpoint(wf.db.get('services', service_id), active)
+    # The endpoint handed out must answer once the service is ACTIVE.
+    proxy.changed_and_wait()
+    return result

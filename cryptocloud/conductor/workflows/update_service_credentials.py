@@ -9,6 +9,7 @@ from cryptocloud.common import exception
 from cryptocloud.common import states
 from cryptocloud.conductor.workflows import base
 from cryptocloud.conductor.workflows import instances
+from cryptocloud.conductor.workflows import replicas
 
 
 def run(wf: base.WorkflowContext) -> None:
@@ -26,6 +27,9 @@ def run(wf: base.WorkflowContext) -> None:
     failed = []
     for inst in wf.db.list('service_instances',
                            filters={'service_id': service['id']}):
+        if inst['state'] == states.STANDBY:
+            replicas.refresh_standby(wf, service, inst, vhsms, creds)
+            continue
         if inst['state'] not in (states.BUILDING, states.ACTIVE):
             continue  # the reconciler replaces it, with current hashes
         instances.sync_instance(wf, inst, vhsms, creds, force=True)

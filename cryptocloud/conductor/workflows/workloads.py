@@ -35,6 +35,8 @@ def event_for(status: dict) -> str | None:
     state = status.get('state')
     if state == 'running' and status.get('healthy'):
         return 'built'
+    if state == 'prepared':
+        return 'prepared'
     if state in ('exited', 'missing'):
         return 'fail'
     return None
@@ -53,7 +55,8 @@ def apply_status(db, table: str, row: dict, status: dict) -> dict:
     event = event_for(status)
     if event is None or not W.allows(row['state'], event):
         return row
-    if event == 'built' and row['state'] == states.ACTIVE:
+    if (event, row['state']) in (('built', states.ACTIVE),
+                                 ('prepared', states.STANDBY)):
         return row  # nothing new; spare the write
     reason = None
     if event == 'fail':
@@ -109,10 +112,14 @@ class Fleet:
     # Called after a successful start (e.g. to write associations).
     after_start: Callable[[dict], None] | None = None
     extra_values: dict = dataclasses.field(default_factory=dict)
+    # Only rows with these values belong to the fleet (a service's
+    # primaries, not its replicas).
+    filters: dict = dataclasses.field(default_factory=dict)
 
     def rows(self, db) -> list[dict]:
         """Every row of the fleet, oldest first."""
-        return db.list(self.table, filters={self.owner_field: self.owner_id})
+        return db.list(self.table, filters={self.owner_field: self.owner_id,
+                                            **self.filters})
 
 
 def _victims(live: list[dict], count: int) -> list[dict]:

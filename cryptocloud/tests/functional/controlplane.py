@@ -31,6 +31,28 @@ TENANT = ('alice', 'alice-secret-pw')
 TENANT_PROJECT = 'project-a'
 
 
+def start_control_plane(test, **kwargs) -> 'ControlPlane':
+    """The real control plane for ``test`` over RabbitMQ and MariaDB.
+
+    Makes the test's own control and keystore databases and RabbitMQ
+    virtual host, starts a :class:`ControlPlane` with ``kwargs``, makes a
+    failing test carry its tasks and warnings, and waits until every
+    compute node is UP.
+    """
+    from cryptocloud.tests import db as test_db
+
+    control_db = test.useFixture(test_db.Database('mysql'))
+    keystore_db = test.useFixture(test_db.Database('mysql'))
+    vhost = test.useFixture(RabbitVhost())
+    cp = test.useFixture(ControlPlane(control_db.url, keystore_db.url,
+                                      vhost.url, **kwargs))
+    test.addOnException(cp.attach_diagnostics(test))
+    cp.wait_for('/v1/nodes', lambda b: len(
+        [n for n in b['nodes'] if n['state'] == 'UP'])
+        == len(cp.compute_specs))
+    return cp
+
+
 class RabbitVhost(fixtures.Fixture):
     """A RabbitMQ virtual host made for one test and deleted after it."""
 
@@ -97,8 +119,11 @@ class ControlPlane(fixtures.Fixture):
                  heartbeat_timeout: int = 10, periodic_interval: int = 2,
                  compute_driver: str = 'process',
                  compute_groups: dict | None = None,
-                 port_base: int = 21000):
+                 port_base: int = 21000,
+                 conductor_groups: dict | None = None):
         super().__init__()
+        # Extra config groups of the conductor ([proxy]...).
+        self.conductor_groups = conductor_groups or {}
         self.compute_driver = compute_driver
         # Extra config groups of every compute daemon ([docker]...).
         self.compute_groups = compute_groups or {}
@@ -127,8 +152,7 @@ class ControlPlane(fixtures.Fixture):
         migration.upgrade(self.keystore_url, schema='keystore')
         self.api_port = workloads.free_port()
         self.processes: dict[str, workloads.LocalProcess] = {}
-        self._start('conductor', 'cryptocloud.cmd.conductor',
-                    self._write_conf('conductor', self._common()))
+        self.start_conductor()
         for index, (host, roles) in enumerate(self.compute_specs):
             self.start_compute(host, roles, index)
         self._start('api', 'cryptocloud.cmd.api',
@@ -163,6 +187,19 @@ class ControlPlane(fixtures.Fixture):
         self.processes[name] = proc
         return proc
 
+    def start_conductor(self) -> None:
+        """Start (or restart) the conductor."""
+        groups = self._common()
+        for name, values in self.conductor_groups.items():
+            groups.setdefault(name, {}).update(values)
+        if 'proxy' in groups:
+            # Under the fixture's directory, so that the cleanup that
+            # kills the daemons' workloads kills HAProxy too.
+            groups['proxy'].setdefault('state_path',
+                                       os.path.join(self.dir, 'proxy'))
+        self._start('conductor', 'cryptocloud.cmd.conductor',
+                    self._write_conf('conductor', groups))
+
     def start_compute(self, host: str, roles: str, index: int) -> None:
         """Start (or restart) the compute daemon named ``host``."""
         groups = self._common()
@@ -186,11 +223,12 @@ class ControlPlane(fixtures.Fixture):
         """An exception handler adding tasks and warnings to ``test``."""
 
         def attach(exc_info):
-            try:
-                tasks = self.ok('GET', '/v1/tasks')
-            except Exception as exc:  # noqa: BLE001 - best effort
-                tasks = 'no task list: %s' % exc
-            test.addDetail('tasks', content.text_content(str(tasks)))
+            for name in ('tasks', 'instances', 'vhsms'):
+                try:
+                    body = self.ok('GET', '/v1/%s' % name)
+                except Exception as exc:  # noqa: BLE001 - best effort
+                    body = 'no %s list: %s' % (name, exc)
+                test.addDetail(name, content.text_content(str(body)))
             for path in self.log_files():
                 with open(path, errors='replace') as f:
                     lines = [line for line in f

@@ -17,7 +17,6 @@ import testtools
 from cryptocloud.common import workloads
 from cryptocloud.db import api as dbapi
 from cryptocloud.images import catalog
-from cryptocloud.tests import db as test_db
 from cryptocloud.tests.functional import controlplane
 from cryptocloud.tests.functional import docker_env
 from cryptocloud.tests.functional.test_dataplane import openssl_sm2_verify
@@ -50,17 +49,10 @@ class TestContainers(testtools.TestCase):
         # Runs after the control plane's own cleanup (which kills the
         # daemons): remove every container the test's nodes made.
         self.addCleanup(self._remove_containers)
-        control_db = self.useFixture(test_db.Database('mysql'))
-        keystore_db = self.useFixture(test_db.Database('mysql'))
-        vhost = self.useFixture(controlplane.RabbitVhost())
-        self.cp = self.useFixture(controlplane.ControlPlane(
-            control_db.url, keystore_db.url, vhost.url, computes=self.hosts,
-            compute_driver='docker', compute_groups=self.env.compute_groups(),
-            port_base=24000))
-        self._publish_images(control_db.url)
-        self.addOnException(self.cp.attach_diagnostics(self))
-        self.cp.wait_for('/v1/nodes', lambda b: len(
-            [n for n in b['nodes'] if n['state'] == 'UP']) == 4)
+        self.cp = controlplane.start_control_plane(
+            self, computes=self.hosts, compute_driver='docker',
+            compute_groups=self.env.compute_groups(), port_base=24000)
+        self._publish_images(self.cp.database_url)
 
     def _publish_images(self, url: str) -> None:
         """Record the pushed images as `images build --push` would."""

@@ -15,7 +15,6 @@ import time
 import testtools
 
 from cryptocloud.common import workloads
-from cryptocloud.tests import db as test_db
 from cryptocloud.tests.functional import controlplane
 from cryptocloud.tests.functional.test_dataplane import openssl_sm2_verify
 
@@ -30,14 +29,7 @@ class TestControlPlaneRabbitMariaDB(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        control_db = self.useFixture(test_db.Database('mysql'))
-        keystore_db = self.useFixture(test_db.Database('mysql'))
-        vhost = self.useFixture(controlplane.RabbitVhost())
-        self.cp = self.useFixture(controlplane.ControlPlane(
-            control_db.url, keystore_db.url, vhost.url))
-        self.addOnException(self.cp.attach_diagnostics(self))
-        self.cp.wait_for('/v1/nodes', lambda b: len(
-            [n for n in b['nodes'] if n['state'] == 'UP']) == 4)
+        self.cp = controlplane.start_control_plane(self)
 
     def _provision(self, size=3, instances=2):
         cp = self.cp

@@ -13,8 +13,10 @@ SINGULAR = 'service_instance'
 def view(row: dict) -> dict:
     """An instance as the API shows it."""
     return {name: row.get(name) for name in (
-        'id', 'service_id', 'node_id', 'host', 'port', 'role', 'state',
-        'status_reason', 'workload_ref', 'created_at', 'updated_at')}
+        'id', 'service_id', 'node_id', 'host', 'port', 'role', 'replica_of',
+        'state',
+        'status_reason', 'workload_ref', 'load', 'load_updated_at',
+        'created_at', 'updated_at')}
 
 
 class InstanceController(base.Controller):
@@ -42,7 +44,7 @@ class InstancesController(base.Controller):
     def get_all(self, req: base.Request) -> dict:
         """List instances, filtered by service, node and state."""
         filters = {}
-        for name in ('node_id', 'state'):
+        for name in ('node_id', 'state', 'role'):
             if name in req.query:
                 filters[name] = req.query[name]
         service_id = req.query.get('service_id')

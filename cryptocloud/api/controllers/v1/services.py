@@ -14,6 +14,7 @@ from cryptocloud.api import credentials as credentials_mod
 from cryptocloud.api import schemas
 from cryptocloud.api import tasks
 from cryptocloud.api.controllers import base
+from cryptocloud.api.controllers.v1 import scaling_policies
 from cryptocloud.api.controllers.v1 import scope
 from cryptocloud.common import exception
 from cryptocloud.common import states
@@ -35,6 +36,7 @@ def view(row: dict) -> dict:
             'vhsm_group_id': row['group_id'],
             'instances': row['target_instances'],
             'replicas': row['replicas'],
+            'standby': row.get('standby') or 'cold',
             'algorithms': row.get('algorithms'),
             'image': row.get('image_ref'),
             'state': row['state'], 'status_reason': row.get('status_reason'),
@@ -155,9 +157,11 @@ class ServiceController(base.Controller):
         self.service_id = service_id
 
     def child(self, segment: str):
-        """``credentials`` is the only path below a service."""
+        """``credentials`` and ``scaling_policy`` are below a service."""
         if segment == 'credentials':
             return CredentialsController(self.service_id)
+        if segment == 'scaling_policy':
+            return scaling_policies.ScalingPolicyController(self.service_id)
         return None
 
     @base.route('services:get')
@@ -251,6 +255,7 @@ class ServicesController(base.Controller):
         params = {'name': body.get('name'), 'group_id': group_id,
                   'instances': body['instances'], 'replicas': replicas,
                   'algorithms': body.get('algorithms'),
+                  'standby': body.get('standby', 'cold'),
                   'credential_id': cred_id}
         task = tasks.record(req.conn, req.ctx, 'create_service', SINGULAR,
                             service_id, params)
@@ -260,6 +265,7 @@ class ServicesController(base.Controller):
                 'project_id': req.ctx.project_id, 'group_id': group_id,
                 'target_instances': body['instances'],
                 'replicas': replicas,
+                'standby': body.get('standby', 'cold'),
                 'algorithms': body.get('algorithms'),
                 'image_ref': catalog.reference_to_pin(
                     req.conn, catalog.CRYPTOSERVICE),

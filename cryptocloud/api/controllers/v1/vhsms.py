@@ -14,7 +14,8 @@ def view(row: dict) -> dict:
     """A vHSM as the API shows it."""
     return {name: row.get(name) for name in (
         'id', 'group_id', 'node_id', 'host', 'port', 'status_port', 'state',
-        'status_reason', 'workload_ref', 'created_at', 'updated_at')}
+        'status_reason', 'workload_ref', 'load', 'load_updated_at',
+        'created_at', 'updated_at')}
 
 
 class VHSMController(base.Controller):

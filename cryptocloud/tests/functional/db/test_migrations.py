@@ -19,7 +19,8 @@ from cryptocloud.vhsm.keystore import models as keystore_models
 KEYSTORE_TABLES = {'domain_keys', 'keys', 'key_versions'}
 CONTROL_TABLES = {'nodes', 'vhsm_groups', 'vhsms', 'services',
                   'service_instances', 'associations',
-                  'service_credentials', 'tasks', 'images'}
+                  'service_credentials', 'tasks', 'images',
+                  'scaling_policies'}
 
 # What each schema's migrations must build.
 SCHEMA_TABLES = {'keystore': KEYSTORE_TABLES, 'control': CONTROL_TABLES}
@@ -159,6 +160,8 @@ class TestControlConstraints(_Base):
 
         self.assertIn(('hostname',), uniques('nodes'))
         self.assertIn(('vhsm_id', 'instance_id'), uniques('associations'))
+        self.assertIn(('service_id',), uniques('scaling_policies'))
+        self.assertIn(('project_id',), indexes('scaling_policies'))
         self.assertIn(('state', 'lease_expires_at'), indexes('tasks'))
         self.assertIn(('project_id',), indexes('tasks'))
         for table in ('vhsm_groups', 'services'):
@@ -193,6 +196,7 @@ class TestControlConstraints(_Base):
             ('associations', 'instance_id'): ('service_instances',
                                               'CASCADE'),
             ('service_credentials', 'service_id'): ('services', 'CASCADE'),
+            ('scaling_policies', 'service_id'): ('services', 'CASCADE'),
         }, found)
 
 

@@ -3,6 +3,8 @@
 
 import datetime
 
+import fixtures
+
 from cryptocloud.common import exception
 from cryptocloud.common import states
 from cryptocloud.conductor import manager
@@ -31,6 +33,9 @@ class TestNodes(base.ConductorTestCase):
                           [], {})
 
     def test_heartbeat_moves_workload_states(self):
+        # Rows older than the grace: a missing ACTIVE one has vanished.
+        self.useFixture(fixtures.MonkeyPatch(
+            'cryptocloud.conductor.nodes.HEARTBEAT_GRACE_SECONDS', -1))
         node = self.add_node('n1')
         group = self.add_group(size=3, state=states.ACTIVE)
         rows = [self.db.create('vhsms', {
@@ -54,6 +59,31 @@ class TestNodes(base.ConductorTestCase):
         self.assertEqual(nodes.MISSING_REASON, got[2]['status_reason'])
         self.assertEqual({'cpu': 0.5}, self.db.get('nodes',
                                                    node['id'])['load'])
+
+    def test_a_row_just_changed_is_not_failed_by_an_older_list(self):
+        node = self.add_node('n1')
+        group = self.add_group(size=1, state=states.ACTIVE)
+        row = self.db.create('vhsms', {'group_id': group['id'],
+                                       'node_id': node['id'],
+                                       'state': states.ACTIVE})
+        # The node listed its workloads before this one started.
+        self.mgr.heartbeat({}, 'n1', [], {})
+        self.assertEqual(states.ACTIVE,
+                         self.db.get('vhsms', row['id'])['state'])
+
+    def test_a_listed_prepared_state_never_moves_a_row(self):
+        node = self.add_node('n1')
+        group = self.add_group(size=1, state=states.ACTIVE)
+        service = self.add_service(group['id'], state=states.ACTIVE)
+        row = self.db.create('service_instances', {
+            'service_id': service['id'], 'node_id': node['id'],
+            'role': 'replica', 'state': states.BUILDING})
+        # A replica being promoted, listed as it was a moment ago.
+        self.mgr.heartbeat({}, 'n1', [{
+            'workload_id': row['id'], 'kind': 'cryptoservice',
+            'state': 'prepared', 'healthy': False}], {})
+        self.assertEqual(states.BUILDING,
+                         self.db.get('service_instances', row['id'])['state'])
 
     def test_heartbeat_names_workloads_without_a_row(self):
         node = self.add_node('n1')

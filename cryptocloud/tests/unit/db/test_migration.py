@@ -64,9 +64,9 @@ class TestMigrationHelpers(testtools.TestCase):
         scripts = alembic_script.ScriptDirectory(
             migration.script_location('control'))
         self.assertEqual(1, len(scripts.get_heads()))
-        self.assertEqual('0002', migration.head('control'))
+        self.assertEqual('0004', migration.head('control'))
         migration.upgrade(self.url, schema='control')
-        self.assertEqual('0002', migration.current(self.url, 'control'))
+        self.assertEqual('0004', migration.current(self.url, 'control'))
         self.assertIsNone(migration.current(self.url, 'keystore'))
         engine = engines.create_engine(self.url)
         self.addCleanup(engine.dispose)

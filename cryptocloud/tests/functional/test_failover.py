@@ -1,0 +1,211 @@
+"""Replicas take over (claim 2), on the real control plane.
+
+cryptocloud-api, cryptocloud-conductor and compute daemons (process
+driver) over RabbitMQ with MariaDB.  A tenant keeps calling the service
+while its serving instance is killed with SIGKILL; the cold replica
+prepared beside it is started and takes over, and the calls succeed
+again through the endpoint the tenant was given.
+"""
+
+import base64
+import os
+import shutil
+import signal
+import threading
+import time
+
+import requests
+import testtools
+
+from cryptocloud.common import workloads
+from cryptocloud.tests.functional import controlplane
+from cryptocloud.tests.functional.test_dataplane import openssl_sm2_verify
+
+MESSAGE = b'claim 2: a replica carries on'
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class TenantLoad:
+    """Signs in a loop through one endpoint; remembers every outcome."""
+
+    def __init__(self, url: str, token: str, key_id: str):
+        self.url = url
+        self.key_id = key_id
+        self.session = requests.Session()
+        self.session.headers['Authorization'] = 'Bearer ' + token
+        self.outcomes: list[tuple[float, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sign(self) -> requests.Response:
+        return self.session.post(
+            self.url + '/v1/keys/%s/sign' % self.key_id,
+            json={'message': b64(MESSAGE)}, timeout=5)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                ok = self.sign().status_code == 200
+            except requests.RequestException:
+                ok = False
+            self.outcomes.append((time.monotonic(), ok))
+            if not ok:
+                time.sleep(0.05)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(30)
+        self.session.close()
+
+    def recovered_after(self, moment: float) -> float | None:
+        """Seconds from ``moment`` to the first success after a failure.
+
+        None while that has not happened; 0.0 when calls kept succeeding
+        for 3 s after ``moment`` without a single failure.
+        """
+        failed = False
+        last = None
+        for when, ok in list(self.outcomes):
+            if when < moment:
+                continue
+            last = when
+            if not ok:
+                failed = True
+            elif failed:
+                return when - moment
+        if not failed and last is not None and last - moment > 3.0:
+            return 0.0
+        return None
+
+
+class TestFailover(testtools.TestCase):
+    """One service node, no proxy: the replica takes over the port."""
+
+    computes = (('device-1', 'device'), ('service-1', 'service'))
+    same_node = True
+    port_base = 27000
+
+    def conductor_groups(self) -> dict:
+        return {}
+
+    def setUp(self):
+        super().setUp()
+        self.cp = controlplane.start_control_plane(
+            self, computes=self.computes, port_base=self.port_base,
+            conductor_groups=self.conductor_groups())
+
+    def _provision(self):
+        cp = self.cp
+        made = cp.ok('POST', '/v1/vhsm_groups', {'name': 'g', 'size': 2})
+        group_id = made['vhsm_group']['id']
+        self.assertEqual('SUCCEEDED',
+                         cp.wait_task(made['task']['id'])['state'])
+        made = cp.ok('POST', '/v1/services', {
+            'name': 'pay', 'vhsm_group_id': group_id, 'instances': 1,
+            'replicas': 1})
+        token = made['credential']['token']
+        task = cp.wait_task(made['task']['id'])
+        self.assertEqual('SUCCEEDED', task['state'], task)
+        service = cp.ok('GET', '/v1/services/%s' % made['service']['id'])
+        return service, token
+
+    def _instances(self, service_id: str) -> dict:
+        rows = self.cp.ok('GET', '/v1/instances?service_id=%s'
+                          % service_id)['instances']
+        return {'primary': [r for r in rows if r['role'] == 'primary'],
+                'replica': [r for r in rows if r['role'] == 'replica']}
+
+    def _pid(self, host: str, workload_id: str) -> int:
+        path = os.path.join(self.cp.dir, 'compute-' + host, 'workloads',
+                            workload_id, 'pid')
+        with open(path) as f:
+            return int(f.read())
+
+    def test_replica_takes_over_the_same_endpoint(self):
+        cp = self.cp
+        service, token = self._provision()
+        rows = self._instances(service['id'])
+        [primary], [replica] = rows['primary'], rows['replica']
+        self.assertEqual('STANDBY', replica['state'])
+        if self.same_node:
+            self.assertEqual(primary['node_id'], replica['node_id'])
+        else:
+            self.assertNotEqual(primary['node_id'], replica['node_id'])
+        endpoint = service['endpoint']
+        primary_host = cp.ok('GET', '/v1/nodes/%d'
+                             % primary['node_id'])['hostname']
+        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
+        hdrs = {'Authorization': 'Bearer ' + token}
+        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
+                            headers=hdrs, timeout=30).json()
+        pem = requests.get(url + '/v1/keys/%s/public-key' % key['key_id'],
+                           headers=hdrs, timeout=30).json()['public_key_pem']
+
+        load = TenantLoad(url, token, key['key_id'])
+        load.start()
+        self.addCleanup(load.stop)
+        time.sleep(1)
+        killed_at = time.monotonic()
+        os.kill(self._pid(primary_host, primary['id']), signal.SIGKILL)
+        deadline = killed_at + 60
+        while load.recovered_after(killed_at) is None:
+            self.assertLess(time.monotonic(), deadline,
+                            'tenant calls did not recover')
+            time.sleep(0.1)
+        took = load.recovered_after(killed_at)
+        time.sleep(0.5)
+        load.stop()
+        self.assertLess(took, 15.0)
+
+        # The key made before the failure is still there and signs.
+        sig = requests.post(
+            url + '/v1/keys/%s/sign' % key['key_id'],
+            json={'message': b64(MESSAGE)}, headers=hdrs, timeout=30)
+        self.assertEqual(200, sig.status_code, sig.text)
+        self.assertTrue(openssl_sm2_verify(
+            pem, MESSAGE, base64.b64decode(sig.json()['signature'])))
+
+        # The replica is the primary now; a new replica stands by.
+        def settled(body):
+            rows = body['instances']
+            prim = [r for r in rows if r['role'] == 'primary']
+            repl = [r for r in rows if r['role'] == 'replica']
+            return (len(prim) == 1 and prim[0]['id'] == replica['id']
+                    and prim[0]['state'] == 'ACTIVE' and len(repl) == 1
+                    and repl[0]['state'] == 'STANDBY')
+        cp.wait_for('/v1/instances?service_id=%s' % service['id'], settled,
+                    timeout=60)
+        shown = cp.ok('GET', '/v1/services/%s' % service['id'])
+        self.assertEqual(endpoint, shown['endpoint'])
+        tasks = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
+        self.assertEqual(1, len(tasks), tasks)
+        self.assertEqual('SUCCEEDED', cp.wait_task(tasks[0]['id'])['state'])
+        [record] = cp.ok('GET', '/v1/tasks/%s'
+                         % tasks[0]['id'])['params']['failovers']
+        self.assertEqual(primary['id'], record['failed'])
+        self.assertEqual(replica['id'], record['promoted'])
+
+
+class TestFailoverBehindHAProxy(TestFailover):
+    """Two service nodes; HAProxy keeps the tenant's endpoint."""
+
+    computes = (('device-1', 'device'), ('service-1', 'service'),
+                ('service-2', 'service'))
+    same_node = False
+    port_base = 29000
+
+    def conductor_groups(self) -> dict:
+        if not shutil.which('haproxy'):
+            self.skipTest('haproxy is not installed (tools/run-tests.sh '
+                          'installs it)')
+        port = workloads.free_port()
+        return {'proxy': {'driver': 'haproxy',
+                          'port_range_start': port,
+                          'port_range_end': port,
+                          'check_interval_ms': 200}}
