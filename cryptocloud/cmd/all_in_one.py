@@ -61,10 +61,10 @@ def _parse(argv):
                         help='vHSMs in the demo group (default 2).')
     parser.add_argument('--instances', type=int, default=1,
                         help='Instances of the demo service (default 1).')
-    parser.add_argument('--replicas', type=int, default=1,
+    parser.add_argument('--replicas', type=int, default=0,
                         help='Cold-standby replicas per instance (default '
-                             '1): started on the same host and port when '
-                             'the instance dies.')
+                             '0): each is started on the same host and '
+                             'port when its instance dies.')
     parser.add_argument('--no-provision', action='store_true',
                         help='Only run the control plane.')
     parser.add_argument('--no-wait', action='store_true',

@@ -13,6 +13,7 @@ import sys
 
 import fixtures
 import testtools
+from testtools import content
 
 from cryptocloud.tests.functional import controlplane
 
@@ -29,10 +30,22 @@ class TestAllInOne(testtools.TestCase):
                          result.stdout[-3000:] + result.stderr[-3000:])
         return result.stdout
 
+    def _attach_log(self, state: str):
+        def attach(exc_info):
+            path = os.path.join(state, 'all-in-one.log')
+            if os.path.exists(path):
+                with open(path, errors='replace') as f:
+                    lines = [line for line in f if ' WARNING ' in line
+                             or ' ERROR ' in line or 'task' in line]
+                self.addDetail('all-in-one.log', content.text_content(
+                    ''.join(lines[-150:])))
+        return attach
+
     def test_provision_sign_and_restart(self):
         state = os.path.join(self.useFixture(fixtures.TempDir()).path,
                              'aio')
         self.addCleanup(controlplane.kill_processes_under, state)
+        self.addOnException(self._attach_log(state))
         out = self._run(state)
         self.assertIn('Service endpoint: http://127.0.0.1:', out)
         self.assertIn('openssl verify: OK', out)

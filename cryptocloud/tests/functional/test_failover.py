@@ -209,3 +209,51 @@ class TestFailoverBehindHAProxy(TestFailover):
                           'port_range_start': port,
                           'port_range_end': port,
                           'check_interval_ms': 200}}
+
+    def test_node_loss_fails_over_and_the_old_primary_is_demoted(self):
+        """Stop a whole compute daemon: its node goes silent, a replica
+        elsewhere takes over behind the same endpoint, and when the
+        daemon comes back the old primary is removed, not left serving.
+        """
+        cp = self.cp
+        service, token = self._provision()
+        rows = self._instances(service['id'])
+        [primary], [replica] = rows['primary'], rows['replica']
+        primary_host = cp.ok('GET', '/v1/nodes/%d'
+                             % primary['node_id'])['hostname']
+        old_pid = self._pid(primary_host, primary['id'])
+        endpoint = service['endpoint']
+        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
+        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
+                            headers={'Authorization': 'Bearer ' + token},
+                            timeout=30).json()
+        load = TenantLoad(url, token, key['key_id'])
+        load.start()
+        self.addCleanup(load.stop)
+
+        cp.processes['compute-' + primary_host].kill()
+        promoted = cp.wait_for(
+            '/v1/instances?service_id=%s&role=primary' % service['id'],
+            lambda b: [r['id'] for r in b['instances']] == [replica['id']]
+            and b['instances'][0]['state'] == 'ACTIVE', timeout=90)
+        self.assertTrue(promoted)
+        time.sleep(1)
+        load.stop()
+        ok = [good for _, good in load.outcomes]
+        self.assertTrue(ok[-1], 'the endpoint does not answer after the '
+                                'failover')
+        [task] = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
+        [record] = cp.wait_task(task['id'])['params']['failovers']
+        self.assertEqual('node down', record['signal'])
+
+        # The node comes back: the old primary is an orphan and goes.
+        index = [h for h, _ in self.computes].index(primary_host)
+        cp.start_compute(primary_host, 'service', index)
+        deadline = time.monotonic() + 60
+        while os.path.exists('/proc/%d' % old_pid):
+            with open('/proc/%d/stat' % old_pid) as f:
+                if f.read().split(')')[-1].split()[0] == 'Z':
+                    break
+            self.assertLess(time.monotonic(), deadline,
+                            'the old primary still runs')
+            time.sleep(0.2)

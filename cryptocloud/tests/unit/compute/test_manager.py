@@ -476,9 +476,16 @@ class ReplicaTest(base.ComputeTestCase):
         # A port some other program of the node holds: refused.
         busy = socket.socket()
         self.addCleanup(busy.close)
-        port = mgr.allocate_ports(1)[0]
-        mgr.release_ports([port])
-        busy.bind(('127.0.0.1', port))
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for _ in range(20):
+            # Another test may take a free port of the range meanwhile.
+            port = mgr.allocate_ports(1)[0]
+            mgr.release_ports([port])
+            try:
+                busy.bind(('127.0.0.1', port))
+                break
+            except OSError:
+                continue
         busy.listen()
         exc = self.assertRaises(exception.Conflict, self.prepare, mgr,
                                 port=port)

@@ -328,8 +328,16 @@ class ProcessDriverTest(base.ComputeTestCase):
         self.wait_listening(driver, replica, timeout=10)
         self.assertLess(time.monotonic() - began, 10)
         self.assertNotEqual(pid, status.pid)
-        code, _ = probes.http_get('127.0.0.1', replica.status_port,
-                                  '/healthz', 5.0)
+        # The status endpoint comes up a moment after the main port.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                code, _ = probes.http_get('127.0.0.1', replica.status_port,
+                                          '/healthz', 5.0)
+                break
+            except OSError:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
         self.assertEqual(200, code)
         self.assertEqual(status.pid, driver.status('vhsm-2').pid)
 
