@@ -22,9 +22,6 @@ def credentials(db, service_id: str) -> list[dict]:
                              filters={'service_id': service_id})]
 
 
-def _endpoints(vhsms: list[dict]) -> list[str]:
-    return ['%s:%s' % (v['host'], v['port']) for v in vhsms]
-
 
 def write_associations(db, instance_id: str, vhsm_ids: list[str]) -> bool:
     """Make the instance's association rows exactly ``vhsm_ids``.
@@ -74,7 +71,7 @@ def sync_instance(wf: base.WorkflowContext, instance: dict,
         try:
             status = wf.compute.update_instance(
                 wf.ctxt, node['hostname'], instance['id'],
-                _endpoints(vhsms), creds)
+                workloads.endpoints(vhsms), creds)
         except Exception as exc:  # noqa: BLE001 - recorded on the row
             reason = 'update failed: %s' % base.reason_of(exc)
             LOG.warning('Instance %s: %s', instance['id'], reason)
@@ -164,7 +161,7 @@ def converge_service(wf: base.WorkflowContext, service: dict) -> dict:
         owner_id=service_id, target=int(service['target_instances']),
         start=lambda row, host: wf.compute.start_instance(
             wf.ctxt, host, row['id'], service_id, group_id,
-            _endpoints(vhsms), creds, image=service.get('image_ref')),
+            workloads.endpoints(vhsms), creds, image=service.get('image_ref')),
         after_start=lambda row: write_associations(wf.db, row['id'],
                                                    vhsm_ids),
         extra_values={'role': replicas.PRIMARY},

@@ -41,9 +41,6 @@ W = states.WORKLOAD_MACHINE
 _READY = (states.ACTIVE, states.STANDBY)
 
 
-def _endpoints(vhsms: list[dict]) -> list[str]:
-    return ['%s:%s' % (v['host'], v['port']) for v in vhsms]
-
 
 def replicas_of(db, service_id: str) -> dict[str, list[dict]]:
     """The service's replica rows by the primary they stand by for."""
@@ -72,12 +69,12 @@ def _prepare(wf, service: dict, row: dict, host: str, vhsms: list[dict],
         if service.get('standby') == 'hot':
             status = wf.compute.start_instance(
                 wf.ctxt, host, row['id'], service['id'],
-                service['group_id'], _endpoints(vhsms), creds,
+                service['group_id'], workloads.endpoints(vhsms), creds,
                 image=service.get('image_ref'))
         else:
             status = wf.compute.prepare_instance(
                 wf.ctxt, host, row['id'], service['id'],
-                service['group_id'], _endpoints(vhsms), creds,
+                service['group_id'], workloads.endpoints(vhsms), creds,
                 image=service.get('image_ref'), port=port)
     except base.TaskLost:
         raise

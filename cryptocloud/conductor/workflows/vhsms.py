@@ -12,10 +12,6 @@ def active_vhsms(db, group_id: str) -> list[dict]:
                                      'state': states.ACTIVE})
 
 
-def endpoints(vhsms: list[dict]) -> list[str]:
-    """``host:port`` of each vHSM, in order."""
-    return ['%s:%s' % (v['host'], v['port']) for v in vhsms]
-
 
 def converge_group(wf: base.WorkflowContext, group: dict) -> list[dict]:
     """Bring the group to its target size, then tell its services."""

@@ -29,6 +29,12 @@ LIVE = (states.BUILDING, states.ACTIVE)
 ASSOCIATION_FIELD = {'vhsms': 'vhsm_id', 'service_instances': 'instance_id'}
 
 
+def endpoints(vhsms: list[dict]) -> list[str]:
+    """``host:port`` of each vHSM, in order, as service instances get them.
+    """
+    return ['%s:%s' % (v['host'], v['port']) for v in vhsms]
+
+
 def event_for(status: dict) -> str | None:
     """The workload event a compute status means: 'built', 'fail' or None.
     """
