@@ -97,6 +97,13 @@ class NoValidHost(CryptoCloudException):
     msg_fmt = 'No valid host was found: %(reason)s'
 
 
+class NodeFull(NoValidHost):
+    """Another placement took the node's last slot meanwhile."""
+
+    msg_fmt = ('No valid host was found: node %(host)s already runs '
+               '%(used)d %(kind)s(s), its capacity.')
+
+
 class IncompatibleKeyUsage(InvalidInput):
     msg_fmt = ('Key %(key_id)s (%(algorithm)s, purpose %(purpose)s) cannot '
                'be used for %(operation)s.')

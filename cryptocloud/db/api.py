@@ -71,6 +71,10 @@ _INSTANCES = _TABLES['service_instances']
 _TASKS = _TABLES['tasks']
 # Workload tables whose rows carry the load figures of their node's probes.
 _LOAD_KINDS = ('vhsms', 'service_instances')
+# Workload tables placed on nodes, and the node column that caps each.
+_CAPACITY = {'vhsms': ('vhsm_capacity', 'vHSM'),
+             'service_instances': ('instance_capacity',
+                                   'service instance')}
 # Ids per IN (...) list: well under every backend's parameter limit.
 _IN_CHUNK = 500
 
@@ -238,6 +242,42 @@ class Connection:
     @_retry_on_deadlock
     def create(self, kind: str, values: dict) -> dict:
         """Insert a row; id (unless given) and timestamps are filled in."""
+        return self._insert(kind, values)
+
+    @_retry_on_deadlock
+    def create_placed(self, kind: str, values: dict) -> dict:
+        """Insert a vHSM or instance on ``values['node_id']`` if it has room.
+
+        The node's row is locked first and its workloads of the kind
+        (DELETING ones aside) are counted under that lock, so two
+        conductors placing on one node at once cannot both take its last
+        slot: the second gets NodeFull and places again.
+        """
+        if kind not in _CAPACITY:
+            raise exception.InvalidInput(
+                reason='a %s is not placed on a node' % SINGULAR[kind])
+
+        def guard(conn: sa.engine.Connection, row: dict) -> None:
+            node = conn.execute(
+                sa.select(_NODES.c.hostname, _NODES.c[_CAPACITY[kind][0]])
+                .where(_NODES.c.id == row.get('node_id'))
+                .with_for_update()).first()
+            if node is None:
+                raise self._not_found('nodes', row.get('node_id'))
+            label = _CAPACITY[kind][1]
+            table = _TABLES[kind]
+            used = conn.execute(
+                sa.select(sa.func.count()).select_from(table)
+                .where(table.c.node_id == row['node_id'],
+                       table.c.state != states.DELETING)).scalar_one()
+            if used >= (node[1] or 0):
+                raise exception.NodeFull(host=node[0], used=used,
+                                         kind=label)
+
+        return self._insert(kind, values, guard)
+
+    def _insert(self, kind: str, values: dict,
+                guard: Callable | None = None) -> dict:
         table = self._table(kind)
         row = self._values(kind, table, values, what='create')
         row.pop('created_at', None)
@@ -253,6 +293,8 @@ class Connection:
             row['id'] = new.hex if kind in _HEX_IDS else str(new)
         try:
             with engines.writer(self._engine) as conn:
+                if guard is not None:
+                    guard(conn, row)
                 result = conn.execute(table.insert().values(**row))
                 key = result.inserted_primary_key[0]
                 return self._read(conn, kind, key)

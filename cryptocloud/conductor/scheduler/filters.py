@@ -22,12 +22,14 @@ class Kind:
     capacity_field: str  # node column with the most it runs
     usage_field: str     # key in Connection.node_usage() values
     label: str           # for messages
+    table: str           # control-database table of its rows
 
 
 KINDS: dict[str, Kind] = {
-    'vhsm': Kind('vhsm', 'device', 'vhsm_capacity', 'vhsms', 'vHSM'),
+    'vhsm': Kind('vhsm', 'device', 'vhsm_capacity', 'vhsms', 'vHSM',
+                 'vhsms'),
     'instance': Kind('instance', 'service', 'instance_capacity',
-                     'instances', 'service instance'),
+                     'instances', 'service instance', 'service_instances'),
 }
 
 

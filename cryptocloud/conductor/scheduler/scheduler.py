@@ -6,19 +6,29 @@ out.  Workloads are placed one at a time, each counting the ones placed
 before it, so a group spreads over as many device nodes as possible and
 no node is given more than its capacity within one request.
 
-Two conductors placing at once may both count the same free slot; the
-compute node then refuses the second workload, which fails and is placed
-again by the next pass.
+Two conductors placing at once may both count the same free slot.
+``Scheduler.place`` therefore inserts each row through a guarded insert
+that locks the node and counts again; the loser of such a race selects
+anew, with the winner's workload counted.
 """
 
 import collections
 import copy
 import datetime
+from collections.abc import Callable
 from collections.abc import Iterable
+
+from oslo_log import log as logging
 
 from cryptocloud.common import exception
 from cryptocloud.conductor.scheduler import filters
 from cryptocloud.conductor.scheduler import weighers
+
+LOG = logging.getLogger(__name__)
+
+# Selections one placement makes before it gives up when other
+# conductors keep taking the slots it chose.
+PLACE_ATTEMPTS = 4
 
 
 def _why(nodes: list[dict], request: filters.Request,
@@ -94,6 +104,44 @@ class Scheduler:
             spread=collections.Counter(n for n in spread if n is not None),
             usage=copy.deepcopy(self._db.node_usage()))
         return select(self._db.list('nodes'), request, count)
+
+    def place(self, kind: str, count: int,
+              make_row: Callable[[dict], dict], *,
+              exclude: Iterable[int] = (),
+              spread: Iterable[int | None] = ()) -> list[dict]:
+        """Select nodes for ``count`` workloads and insert their rows.
+
+        ``make_row(node)`` gives the values of the row for ``node``.  Each
+        row claims its slot under a lock on the node (``create_placed``),
+        so a slot another conductor took since the selection is noticed:
+        the rest are selected again.  All or nothing, like
+        :meth:`select_hosts`: on NoValidHost the rows this call inserted
+        are deleted again (nothing was started for them yet).
+        """
+        table = filters.KINDS[kind].table if kind in filters.KINDS else ''
+        exclude = list(exclude)
+        spread = list(spread)
+        placed: list[dict] = []
+        try:
+            for attempt in range(1, PLACE_ATTEMPTS + 1):
+                nodes = self.select_hosts(
+                    kind, count - len(placed), exclude=exclude,
+                    spread=spread + [r['node_id'] for r in placed])
+                try:
+                    for node in nodes:
+                        placed.append(self._db.create_placed(
+                            table, make_row(node)))
+                    return placed
+                except exception.NodeFull as exc:
+                    if attempt == PLACE_ATTEMPTS:
+                        raise
+                    LOG.info('%s; selecting again (attempt %d of %d).',
+                             exc, attempt + 1, PLACE_ATTEMPTS)
+        except exception.NoValidHost:
+            for row in placed:
+                self._db.delete(table, row['id'])
+            raise
+        return placed
 
     def free_slots(self, kind: str, *,
                    now: datetime.datetime | None = None) -> dict:

@@ -135,8 +135,11 @@ def converge_replicas(wf, service: dict, primaries: list[dict],
         if missing <= 0:
             continue
         try:
-            nodes = wf.scheduler.select_hosts(
-                'instance', missing,
+            placed = wf.scheduler.place(
+                'instance', missing, lambda node, of=primary['id']: {
+                    'service_id': service['id'], 'node_id': node['id'],
+                    'state': states.BUILDING, 'role': REPLICA,
+                    'replica_of': of},
                 spread=[primary.get('node_id')] * 2
                 + [r.get('node_id') for r in rows])
         except exception.NoValidHost as exc:
@@ -144,16 +147,14 @@ def converge_replicas(wf, service: dict, primaries: list[dict],
                         'service %s: %s', missing, primary['id'],
                         service['id'], base.reason_of(exc))
             continue
-        for node in nodes:
-            row = wf.db.create(TABLE, {
-                'service_id': service['id'], 'node_id': node['id'],
-                'state': states.BUILDING, 'role': REPLICA,
-                'replica_of': primary['id']})
+        for row in placed:
+            node = wf.node(row['node_id'])
             # On its primary's node a cold replica takes over the same
             # port, so the tenant's host:port survives the failover.
-            same_port = (node['id'] == primary.get('node_id')
+            same_port = (row['node_id'] == primary.get('node_id')
                          and service.get('standby') != 'hot')
-            _prepare(wf, service, row, node['hostname'], vhsms, creds,
+            _prepare(wf, service, row, node['hostname'] if node else '',
+                     vhsms, creds,
                      primary.get('port') if same_port else None)
 
 

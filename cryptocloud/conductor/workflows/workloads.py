@@ -190,13 +190,12 @@ def _one_round(wf: base.WorkflowContext, fleet: Fleet,
     missing = fleet.target - len(live)
     if missing > 0:
         wf.check()
-        nodes = wf.scheduler.select_hosts(
-            fleet.kind, missing,
-            spread=[r.get('node_id') for r in live] + failed_nodes)
-        for node in nodes:
-            row = wf.db.create(fleet.table, {
+        rows = wf.scheduler.place(
+            fleet.kind, missing, lambda node: {
                 fleet.owner_field: fleet.owner_id, 'node_id': node['id'],
-                'state': states.BUILDING, **fleet.extra_values})
+                'state': states.BUILDING, **fleet.extra_values},
+            spread=[r.get('node_id') for r in live] + failed_nodes)
+        for row in rows:
             _start(wf, fleet, row)
 
 

@@ -196,3 +196,55 @@ class TestReconcile(base.ConductorTestCase):
                           service['endpoint_port']))
         self.assertEqual(2, self.db.count('associations',
                                           {'instance_id': new[0]['id']}))
+
+
+class TestPlacementRace(base.ConductorTestCase):
+    """Two conductors counting the same free slot: the second re-selects."""
+
+    def setUp(self):
+        super().setUp()
+        self.n1 = self.add_node('n1', roles=['device'], vhsm_capacity=1)
+        self.n2 = self.add_node('n2', roles=['device'], vhsm_capacity=1)
+        self.group = self.add_group(size=1)
+
+    def _row(self, node: dict) -> dict:
+        return {'group_id': self.group['id'], 'node_id': node['id'],
+                'state': states.BUILDING}
+
+    def _other_conductor_takes(self, node_ids: list[int]):
+        """select_hosts, after which "another conductor" fills the nodes."""
+        real = self.scheduler.select_hosts
+        calls = []
+
+        def select_then_lose(*args, **kwargs):
+            chosen = real(*args, **kwargs)
+            if not calls:
+                for node_id in node_ids:
+                    self.db.create('vhsms', {'group_id': self.group['id'],
+                                             'node_id': node_id})
+            calls.append(chosen)
+            return chosen
+        self.useFixture(fixtures.MockPatchObject(
+            self.scheduler, 'select_hosts', side_effect=select_then_lose))
+        return calls
+
+    def test_slot_taken_meanwhile_places_elsewhere(self):
+        calls = self._other_conductor_takes([self.n1['id']])
+        [row] = self.scheduler.place('vhsm', 1, self._row,
+                                     spread=[self.n2['id']])
+        # The first selection chose n1 (n2 holds a member); n1 filled up
+        # meanwhile, so the second selection, counting that, took n2.
+        self.assertEqual([self.n1['id']], [n['id'] for n in calls[0]])
+        self.assertEqual(self.n2['id'], row['node_id'])
+        self.assertEqual(1, self.db.count('vhsms',
+                                          {'node_id': self.n2['id']}))
+
+    def test_no_room_left_keeps_nothing(self):
+        self._other_conductor_takes([self.n2['id']])
+        exc = self.assertRaises(exception.NoValidHost, self.scheduler.place,
+                                'vhsm', 2, self._row)
+        self.assertIn('no free vHSM slot', str(exc))
+        # Only the other conductor's row: the one this call placed on n1
+        # before it ran out of room is gone again.
+        self.assertEqual([self.n2['id']],
+                         [v['node_id'] for v in self.db.list('vhsms')])

@@ -420,6 +420,48 @@ class ControlDBTests:
         for exc in errors:
             self.assertIsInstance(exc, exception.ResourceNotFound)
 
+    # -- placement under a node lock ----------------------------------------
+
+    def test_create_placed_respects_capacity(self):
+        node = self.node(vhsm_capacity=2)
+        group = self.group()
+        made = [self.db.create_placed('vhsms', {
+            'group_id': group['id'], 'node_id': node['id']})
+            for _ in range(2)]
+        self.assertEqual(2, len(made))
+        exc = self.assertRaises(exception.NodeFull, self.db.create_placed,
+                                'vhsms', {'group_id': group['id'],
+                                          'node_id': node['id']})
+        self.assertIn('node-1 already runs 2 vHSM(s)', str(exc))
+        # A DELETING workload no longer holds its slot.
+        self.db.transition('vhsms', made[0]['id'], states.WORKLOAD_MACHINE,
+                           'delete')
+        self.db.create_placed('vhsms', {'group_id': group['id'],
+                                        'node_id': node['id']})
+
+    def test_create_placed_needs_a_node(self):
+        group = self.group()
+        self.assertRaises(exception.ResourceNotFound, self.db.create_placed,
+                          'vhsms', {'group_id': group['id'],
+                                    'node_id': 424242})
+        self.assertRaises(exception.InvalidInput, self.db.create_placed,
+                          'tasks', {'action': 'x'})
+
+    def test_concurrent_placements_never_oversubscribe(self):
+        node = self.node(instance_capacity=2)
+        service = self.service()
+        conns = [self.new_connection() for _ in range(RACERS)]
+        results, errors = race(
+            [lambda c=c: c.create_placed('service_instances', {
+                'service_id': service['id'], 'node_id': node['id']})
+             for c in conns])
+        self.assertEqual(2, len(results))
+        self.assertEqual(RACERS - 2, len(errors))
+        for exc in errors:
+            self.assertIsInstance(exc, exception.NodeFull)
+        self.assertEqual(2, self.db.count('service_instances',
+                                          {'node_id': node['id']}))
+
     # -- delete -------------------------------------------------------------
 
     def test_delete(self):
