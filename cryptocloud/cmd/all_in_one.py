@@ -7,8 +7,10 @@ broker or database server.  Authentication is on (HTTP basic, with an
 admin password made at first start and kept in the state directory).
 
     cryptocloud-all-in-one [--state-dir DIR] [--api-port PORT]
-                           [--computes N] [--vhsms N] [--instances N]
-                           [--replicas N] [--no-provision] [--no-wait]
+                           [--computes N | --node HOST:ROLES ...]
+                           [--port-range START-END]
+                           [--vhsms N] [--instances N] [--replicas N]
+                           [--no-provision] [--no-wait]
 """
 
 import argparse
@@ -57,6 +59,17 @@ def _parse(argv):
     parser.add_argument('--computes', type=int, default=1,
                         help='Compute nodes to run in this process, each '
                              'with both roles (default 1).')
+    parser.add_argument('--node', action='append', type=_node_spec,
+                        default=[], metavar='HOST:ROLES',
+                        help='A compute node to run, e.g. device-1:device '
+                             'or n1:device,service; repeat for more. '
+                             'Replaces --computes.')
+    parser.add_argument('--port-range', type=_port_range, default=None,
+                        metavar='START-END',
+                        help='TCP ports the nodes hand to workloads, '
+                             'shared out between them (default: '
+                             '[compute] port_range_start/end, '
+                             '20000-29999).')
     parser.add_argument('--vhsms', type=int, default=2,
                         help='vHSMs in the demo group (default 2).')
     parser.add_argument('--instances', type=int, default=1,
@@ -73,6 +86,33 @@ def _parse(argv):
                         help='Leave vHSMs and instances running at exit '
                              '(they are adopted at the next start).')
     return parser.parse_args(argv)
+
+
+def _node_spec(text: str) -> tuple[str, list[str]]:
+    host, sep, roles = text.partition(':')
+    wanted = [r for r in roles.replace('+', ',').split(',') if r]
+    if not sep or not host or not wanted:
+        raise argparse.ArgumentTypeError(
+            '%r is not HOST:ROLES (e.g. device-1:device)' % text)
+    unknown = sorted(set(wanted) - {'device', 'service'})
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            'unknown role(s) %s in %r; roles are device and service'
+            % (', '.join(unknown), text))
+    return host, wanted
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    start, sep, end = text.partition('-')
+    try:
+        first, last = int(start), int(end)
+    except ValueError:
+        first = last = -1
+    if not sep or not 1024 <= first <= last <= 65535:
+        raise argparse.ArgumentTypeError(
+            '%r is not START-END with 1024 <= START <= END <= 65535'
+            % text)
+    return first, last
 
 
 def _admin_password(state: str) -> str:
@@ -117,6 +157,9 @@ def _configure(args, state: str) -> None:
             'keystore_connection': 'sqlite:///%s' % os.path.join(
                 state, 'keystore.sqlite')},
     }
+    if args.port_range:
+        overrides['compute'].update(port_range_start=args.port_range[0],
+                                    port_range_end=args.port_range[1])
     for group, opts in overrides.items():
         for name, value in opts.items():
             CONF.set_override(name, value, group=group)
@@ -124,16 +167,17 @@ def _configure(args, state: str) -> None:
     migration.upgrade(CONF.compute.keystore_connection, schema='keystore')
 
 
-def _compute_nodes(count: int) -> list:
-    """``count`` compute nodes, each with its own name, files and ports."""
+def _compute_nodes(specs: list[tuple[str, list[str]]]) -> list:
+    """One compute node per ``(host, roles)``, each with its own files
+    and a share of the port range."""
     base = CONF.compute
-    span = (base.port_range_end - base.port_range_start + 1) // count
+    span = (base.port_range_end - base.port_range_start + 1) // len(specs)
     nodes = []
-    for index in range(count):
-        host = 'aio-compute-%d' % (index + 1)
+    for index, (host, roles) in enumerate(specs):
         opts = {name: getattr(base, name) for name in base}
         opts.update(
-            host=host, state_path=os.path.join(base.state_path, host),
+            host=host, roles=roles,
+            state_path=os.path.join(base.state_path, host),
             port_range_start=base.port_range_start + index * span,
             port_range_end=base.port_range_start + (index + 1) * span - 1)
         node_conf = types.SimpleNamespace(
@@ -309,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     db.check_schema()
     conductor = conductor_service.ConductorService(CONF, db)
     conductor.start()
-    computes = _compute_nodes(args.computes)
+    computes = _compute_nodes(args.node or [
+        ('aio-compute-%d' % (index + 1), ['device', 'service'])
+        for index in range(args.computes)])
     for node in computes:
         node.start()
     application = api_app.setup_app(CONF, db,

@@ -17,7 +17,6 @@ from cryptocloud.common import rpc
 from cryptocloud.compute import manager as manager_mod
 from cryptocloud.compute import rpcapi
 from cryptocloud.conductor import rpcapi as conductor_rpcapi
-from cryptocloud.conf import CONF
 
 LOG = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class ComputeService:
                  ) -> None:
         self.manager = manager or manager_mod.ComputeManager()
         self.host = self.manager.host
-        interval = CONF.compute.heartbeat_interval
+        interval = self.manager.conf.heartbeat_interval
         self.conductor = conductor_api or conductor_rpcapi.ConductorAPI(
             timeout=max(5, 2 * interval))
         self.registered = False
@@ -60,7 +59,7 @@ class ComputeService:
                                         name='compute-heartbeat',
                                         daemon=True)
         self._thread.start()
-        if CONF.compute.watch_interval > 0:
+        if self.manager.conf.watch_interval > 0:
             self._watcher = threading.Thread(target=self._watch,
                                              name='compute-watch',
                                              daemon=True)
@@ -70,7 +69,7 @@ class ComputeService:
 
     def register(self) -> dict:
         """Register this node with the conductor; return its node row."""
-        conf = CONF.compute
+        conf = self.manager.conf
         node = self.conductor.register_node(
             cc_context.get_admin_context(), self.host, conf.address,
             list(conf.roles), conf.vhsm_capacity, conf.instance_capacity)
@@ -109,7 +108,7 @@ class ComputeService:
 
     def _watch(self) -> None:
         """Wake the heartbeat when a running workload stops running."""
-        interval = CONF.compute.watch_interval
+        interval = self.manager.conf.watch_interval
         running: set[str] = set()
         while not self._stop.wait(interval):
             try:
@@ -126,7 +125,7 @@ class ComputeService:
                 self._wake.set()
 
     def _loop(self) -> None:
-        interval = CONF.compute.heartbeat_interval
+        interval = self.manager.conf.heartbeat_interval
         wait = 0.0
         while True:
             self._wake.wait(wait)
@@ -149,10 +148,10 @@ class ComputeService:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(CONF.compute.heartbeat_interval + 30)
+            self._thread.join(self.manager.conf.heartbeat_interval + 30)
             self._thread = None
         if self._watcher is not None:
-            self._watcher.join(CONF.compute.watch_interval + 30)
+            self._watcher.join(self.manager.conf.watch_interval + 30)
             self._watcher = None
         if self._rpc_server is not None:
             self._rpc_server.stop()

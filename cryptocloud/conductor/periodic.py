@@ -97,14 +97,20 @@ class PeriodicTasks:
                 self._runner.submit(task['id'])
         return down
 
-    def recover_tasks(self) -> list[str]:
+    def recover_tasks(self, at_start: bool = False) -> list[str]:
         """Run PENDING tasks nobody took and RUNNING ones whose owner died.
 
         Workflows converge, so re-running a half-done one finishes it.  A
-        task no workflow can run is failed with the reason.
+        task no workflow can run is failed with the reason.  ``at_start``:
+        this conductor has just started, so the tasks still held in its
+        name were held by its previous run, which is dead: they are
+        resumed now rather than when their leases run out.  (Conductor
+        host names are unique, as each serves RPC on its own.)
         """
         taken = []
-        for task in self._db.orphaned_tasks(base.utcnow()):
+        for task in self._db.orphaned_tasks(
+                base.utcnow(),
+                restarted_owner=self._runner.owner if at_start else None):
             if task['action'] not in workflows.ACTIONS:
                 try:
                     self._db.finish_task(

@@ -52,7 +52,7 @@ class ConductorService:
         """Recover orphaned tasks, then serve RPC and run the passes."""
         self.runner.start()
         # Tasks left behind by a conductor that died (this one, perhaps).
-        self.periodic.recover_tasks()
+        self.periodic.recover_tasks(at_start=True)
         self.server.start()
         self.periodic.start()
         if self.proxy is not None:

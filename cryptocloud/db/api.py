@@ -801,23 +801,28 @@ class Connection:
         return task
 
     def orphaned_tasks(self, now: datetime.datetime, *,
-                       pending_seconds: float = ORPHAN_PENDING_SECONDS
-                       ) -> list[dict]:
+                       pending_seconds: float = ORPHAN_PENDING_SECONDS,
+                       restarted_owner: str | None = None) -> list[dict]:
         """Tasks no conductor is working on: for recovery to claim.
 
         PENDING ones created ``pending_seconds`` before ``now`` (their cast
         was lost) and RUNNING ones whose lease expired or that have no
-        owner (their conductor died).
+        owner (their conductor died).  ``restarted_owner``: a conductor
+        that has just started names itself, and the RUNNING tasks its
+        previous run held are listed at once, whatever their lease says.
         """
         now = _naive_utc(now)
         stale = now - datetime.timedelta(seconds=pending_seconds)
+        dead_owner = sa.or_(_TASKS.c.owner.is_(None),
+                            _TASKS.c.lease_expires_at.is_(None),
+                            _TASKS.c.lease_expires_at <= now)
+        if restarted_owner is not None:
+            dead_owner = sa.or_(dead_owner,
+                                _TASKS.c.owner == restarted_owner)
         query = sa.select(_TASKS).where(sa.or_(
             sa.and_(_TASKS.c.state == states.PENDING,
                     _TASKS.c.created_at <= stale),
-            sa.and_(_TASKS.c.state == states.RUNNING,
-                    sa.or_(_TASKS.c.owner.is_(None),
-                           _TASKS.c.lease_expires_at.is_(None),
-                           _TASKS.c.lease_expires_at <= now)))
+            sa.and_(_TASKS.c.state == states.RUNNING, dead_owner))
         ).order_by(_TASKS.c.created_at, _TASKS.c.id)
         with engines.reader(self._engine) as conn:
             return [self._row(row) for row in conn.execute(query)]

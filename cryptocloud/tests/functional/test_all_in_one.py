@@ -24,7 +24,8 @@ class TestAllInOne(testtools.TestCase):
         result = subprocess.run(
             [sys.executable, '-m', 'cryptocloud.cmd.all_in_one',
              '--state-dir', state, '--api-port', '0', '--computes', '3',
-             '--vhsms', '3', '--instances', '2', '--no-wait'],
+             '--vhsms', '3', '--instances', '2', '--no-wait',
+             '--port-range', '20000-20999'],
             capture_output=True, text=True, timeout=300)
         self.assertEqual(0, result.returncode,
                          result.stdout[-3000:] + result.stderr[-3000:])

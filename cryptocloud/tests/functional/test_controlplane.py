@@ -1,11 +1,15 @@
 """The control plane end to end, as the patent's claims 1, 4 and 5 say.
 
-Real processes: cryptocloud-api, cryptocloud-conductor and four compute
-daemons with distinct host names (two device nodes, two service nodes)
-over RabbitMQ, the control database and keystore on MariaDB, and the
-process driver starting real vHSMs and service instances.  The same
-scenarios run in one process on the in-process bus with SQLite through
-cryptocloud-all-in-one (test_all_in_one.py).
+The same scenarios run twice, with four compute nodes of distinct host
+names (two device nodes, two service nodes) and the process driver
+starting real vHSMs and service instances:
+
+* as separate processes -- cryptocloud-api, cryptocloud-conductor and
+  four cryptocloud-compute daemons -- over RabbitMQ, with the control
+  database and the keystore on MariaDB;
+* in one process, cryptocloud-all-in-one, on the in-process bus with
+  SQLite.  Its conductor cannot be killed alone, so the whole process
+  is; a stopped compute daemon is a node the next start leaves out.
 """
 
 import base64
@@ -16,6 +20,7 @@ import testtools
 
 from cryptocloud.common import workloads
 from cryptocloud.tests.functional import controlplane
+from cryptocloud.tests.functional import inprocess
 from cryptocloud.tests.functional.test_dataplane import openssl_sm2_verify
 
 MESSAGE = b'claim 1: sign through the provisioned endpoint'
@@ -25,11 +30,19 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-class TestControlPlaneRabbitMariaDB(testtools.TestCase):
+COMPUTES = (('device-1', 'device'), ('device-2', 'device'),
+            ('service-1', 'service'), ('service-2', 'service'))
 
-    def setUp(self):
-        super().setUp()
-        self.cp = controlplane.start_control_plane(self)
+
+class ControlPlaneScenarios:
+    """The scenarios; a subclass makes ``self.cp`` and says how its
+    conductor is killed and a compute daemon stopped."""
+
+    def kill_conductor_and_restart(self) -> None:
+        raise NotImplementedError
+
+    def stop_compute(self, host: str) -> None:
+        raise NotImplementedError
 
     def _provision(self, size=3, instances=2):
         cp = self.cp
@@ -129,8 +142,7 @@ class TestControlPlaneRabbitMariaDB(testtools.TestCase):
         cp = self.cp
         made = cp.ok('POST', '/v1/vhsm_groups', {'name': 'g', 'size': 3})
         time.sleep(0.3)
-        cp.processes['conductor'].kill()
-        cp.processes['conductor'].start()
+        self.kill_conductor_and_restart()
         task = cp.wait_task(made['task']['id'], timeout=180)
         self.assertIn(task['state'], ('SUCCEEDED', 'FAILED'))
         if task['state'] == 'FAILED':
@@ -142,8 +154,7 @@ class TestControlPlaneRabbitMariaDB(testtools.TestCase):
 
     def test_stopped_compute_node_goes_down_and_gets_no_work(self):
         cp = self.cp
-        cp.processes['compute-device-2'].signal(signal.SIGTERM)
-        cp.processes['compute-device-2'].stop()
+        self.stop_compute('device-2')
         cp.wait_for('/v1/nodes', lambda b: any(
             n['hostname'] == 'device-2' and n['state'] == 'DOWN'
             for n in b['nodes']), timeout=60)
@@ -155,3 +166,41 @@ class TestControlPlaneRabbitMariaDB(testtools.TestCase):
         vhsms = cp.ok('GET', '/v1/vhsms?group_id=%s'
                       % made['vhsm_group']['id'])['vhsms']
         self.assertEqual({'device-1'}, {nodes[v['node_id']] for v in vhsms})
+
+
+class TestControlPlaneRabbitMariaDB(ControlPlaneScenarios,
+                                    testtools.TestCase):
+    """Separate daemons over RabbitMQ, with MariaDB."""
+
+    def setUp(self):
+        super().setUp()
+        self.cp = controlplane.start_control_plane(self, computes=COMPUTES)
+
+    def kill_conductor_and_restart(self) -> None:
+        self.cp.processes['conductor'].kill()
+        self.cp.start_conductor()
+
+    def stop_compute(self, host: str) -> None:
+        self.cp.processes['compute-' + host].signal(signal.SIGTERM)
+        self.cp.processes['compute-' + host].stop()
+
+
+class TestControlPlaneInProcessSQLite(ControlPlaneScenarios,
+                                      testtools.TestCase):
+    """cryptocloud-all-in-one: one process, the in-process bus, SQLite."""
+
+    def setUp(self):
+        super().setUp()
+        self.cp = self.useFixture(inprocess.InProcessControlPlane(
+            COMPUTES, port_range=(25000, 25999)))
+        self.addOnException(self.cp.attach_diagnostics(self))
+        self.cp.wait_for('/v1/nodes', lambda b: len(
+            [n for n in b['nodes'] if n['state'] == 'UP']) == len(COMPUTES))
+
+    def kill_conductor_and_restart(self) -> None:
+        self.cp.kill()
+        self.cp.start()
+
+    def stop_compute(self, host: str) -> None:
+        self.cp.stop()
+        self.cp.start([c for c in COMPUTES if c[0] != host])

@@ -205,3 +205,20 @@ class ServiceTest(base.ComputeTestCase):
         # Stopping the daemon leaves the workload running.
         self.assertEqual(driver_base.RUNNING,
                          driver.status('vhsm-1').state)
+
+    def test_registers_with_its_own_node_config(self):
+        """Several nodes in one process (the all-in-one) each register
+        with their own roles, address and capacities, not the global
+        [compute] ones."""
+        import types
+
+        opts = {name: getattr(CONF.compute, name) for name in CONF.compute}
+        opts.update(host='device-7', roles=['device'], vhsm_capacity=3,
+                    instance_capacity=0, address='127.0.0.1')
+        conf = types.SimpleNamespace(compute=types.SimpleNamespace(**opts))
+        mgr = manager_mod.ComputeManager(self.new_driver(), conf=conf)
+        self.addCleanup(mgr.close)
+        self.conductor = FakeConductor()
+        service.ComputeService(mgr, self.conductor).register()
+        self.assertEqual([('device-7', '127.0.0.1', ['device'], 3, 0)],
+                         self.conductor.nodes)

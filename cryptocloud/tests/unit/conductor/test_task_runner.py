@@ -167,6 +167,21 @@ class TestTaskRunner(base.ConductorTestCase):
         self.assertEqual(2, self.db.count('vhsms',
                                           {'group_id': group['id']}))
 
+    def test_restarted_conductor_resumes_its_own_tasks_at_once(self):
+        group = self.add_group(size=1)
+        task = self.add_task('create_vhsm_group', group['id'])
+        # "c1" claimed it with a long lease, then was killed.
+        self.db.claim_task(task['id'], 'c1', 600)
+        passes = periodic.PeriodicTasks(self.db, self.runner('c1'),
+                                        interval=60, heartbeat_timeout=30)
+        # A periodic pass leaves a live lease alone; the start-up pass
+        # knows that no task of c1 is running yet.
+        self.assertEqual([], passes.recover_tasks())
+        self.assertEqual([task['id']], passes.recover_tasks(at_start=True))
+        task = self.wait_task(task['id'])
+        self.assertEqual(states.SUCCEEDED, task['state'])
+        self.assertEqual('c1', task['owner'])
+
     def test_recovery_fails_a_task_it_cannot_run(self):
         task = self.add_task('make_coffee', 'r1')
         self.db.claim_task(task['id'], 'dead', -1)

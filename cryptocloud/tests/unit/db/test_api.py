@@ -725,6 +725,14 @@ class ControlDBTests:
         self.assertEqual(
             [fresh['id'], live['id'], expired['id']],
             [t['id'] for t in self.db.orphaned_tasks(_later(LEASE + 1))])
+        # conductor-1 restarted: its previous run's task is orphaned now,
+        # another conductor's live one is not.
+        other = self.task()
+        self.db.claim_task(other['id'], 'conductor-2', LEASE)
+        self.assertEqual(
+            [live['id'], expired['id']],
+            [t['id'] for t in self.db.orphaned_tasks(
+                api.utcnow(), restarted_owner='conductor-1')])
 
 
 class TestControlDBSQLite(ControlDBTests, testtools.TestCase):
