@@ -114,7 +114,11 @@ def render(db, conf) -> str:
         '    timeout client 60s',
         '    timeout server 60s',
         '    timeout http-keep-alive 10s',
-        '    option redispatch',
+        # Every retry goes to another server when there is one (by
+        # default only the last does): a call that met a dead primary
+        # reaches a hot replica or another primary after one wait of
+        # `timeout connect`, not two.
+        '    option redispatch 1',
         '    retries 2',
         '',
     ]

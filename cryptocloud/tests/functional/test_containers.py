@@ -15,8 +15,6 @@ import uuid
 import testtools
 
 from cryptocloud.common import workloads
-from cryptocloud.db import api as dbapi
-from cryptocloud.images import catalog
 from cryptocloud.tests.functional import controlplane
 from cryptocloud.tests.functional import docker_env
 from cryptocloud.tests.functional.test_dataplane import openssl_sm2_verify
@@ -52,21 +50,7 @@ class TestContainers(testtools.TestCase):
         self.cp = controlplane.start_control_plane(
             self, computes=self.hosts, compute_driver='docker',
             compute_groups=self.env.compute_groups(), port_base=24000)
-        self._publish_images(self.cp.database_url)
-
-    def _publish_images(self, url: str) -> None:
-        """Record the pushed images as `images build --push` would."""
-        conn = dbapi.Connection(url)
-        try:
-            for kind, ref in ((catalog.VHSM, self.env.vhsm_image),
-                              (catalog.CRYPTOSERVICE,
-                               self.env.cryptoservice_image)):
-                catalog.record(conn, {
-                    'kind': kind, 'repository': ref.split('@')[0],
-                    'tag': 'test', 'digest': _digest(ref),
-                    'reference': ref})
-        finally:
-            conn.close()
+        self.env.publish_images(self.cp.database_url)
 
     def _containers(self, all_states: bool = True) -> list:
         found = []

@@ -3,6 +3,8 @@
 import http.server
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -144,6 +146,48 @@ class TestProxy(base.ConductorTestCase):
             self.assertLess(time.monotonic(), deadline)
             time.sleep(0.1)
         self.assertTrue(os.path.exists(sync.haproxy.config))
+
+    def test_hot_backup_serves_at_the_first_retry(self):
+        """A call that meets a dead primary reaches the hot replica on
+        HAProxy's first retry, not only on its last one (each retry
+        waits ``timeout connect`` first)."""
+        if not shutil.which(CONF.proxy.haproxy_binary):
+            self.skipTest('haproxy is not installed')
+        service = proxy.allocate_port(self.db, CONF, self.add_service(
+            self.group['id'], state=states.ACTIVE))
+        # The primary is a process of its own, so that it can die as
+        # one does: every connection it held is closed with it.
+        root = self.useFixture(fixtures.TempDir()).path
+        for name, text in (('healthz', 'ok'), ('name', 'primary')):
+            with open(os.path.join(root, name), 'w') as f:
+                f.write(text)
+        port = workloads.free_port()
+        primary = subprocess.Popen(
+            [sys.executable, '-m', 'http.server', '--bind', '127.0.0.1',
+             '--directory', root, str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(primary.wait)
+        self.addCleanup(primary.kill)
+        hot = _backend(self, 'hot')
+        self.add_instance(service, port)
+        self.add_instance(service, hot.server_address[1], role='replica')
+        sync = proxy.ProxySync(self.db, CONF)
+        self.addCleanup(sync.stop, stop_haproxy=True)
+        self.assertTrue(sync.sync())
+        url = 'http://127.0.0.1:%d/name' % service['frontend_port']
+        deadline = time.monotonic() + 10
+        while self._get(url) != 'primary':
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.1)
+
+        primary.kill()
+        primary.wait()
+        began = time.monotonic()
+        resp = requests.get(url, timeout=10)
+        took = time.monotonic() - began
+        self.assertEqual((200, 'hot'), (resp.status_code, resp.text))
+        # One turn-around of 500 ms, not two.
+        self.assertLess(took, 0.9)
 
     def test_nothing_to_front_runs_nothing(self):
         if not shutil.which(CONF.proxy.haproxy_binary):

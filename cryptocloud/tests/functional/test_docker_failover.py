@@ -1,0 +1,338 @@
+"""Replicas take over (claim 2) with the docker driver, under load.
+
+cryptocloud-api, cryptocloud-conductor and compute daemons running their
+workloads as containers of a real Docker Engine, over RabbitMQ with
+MariaDB, from images pulled by digest from a real registry.  A tenant
+keeps signing through the endpoint it was given while the container of
+the serving instance is killed (``docker kill``: SIGKILL to the program);
+the cold replica's created container is started and takes over.  Then a
+vHSM container is killed: the instance carries on with the other vHSM of
+its group and the control plane replaces the dead one.
+
+Two layouts: one service node, where the replica's container takes over
+the primary's host port, and two service nodes behind HAProxy.
+"""
+
+import base64
+import time
+import uuid
+
+import requests
+import testtools
+from testtools import content
+
+from cryptocloud.common import workloads
+from cryptocloud.tests.functional import controlplane
+from cryptocloud.tests.functional import docker_env
+from cryptocloud.tests.functional.test_dataplane import openssl_sm2_verify
+from cryptocloud.tests.functional.test_failover import MESSAGE
+from cryptocloud.tests.functional.test_failover import TenantLoad
+from cryptocloud.tests.functional.test_failover import haproxy_groups
+
+HOST_LABEL = 'io.cryptocloud.host'
+ID_LABEL = 'io.cryptocloud.workload_id'
+PREPARED_LABEL = 'io.cryptocloud.prepared'
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class TestDockerFailover(testtools.TestCase):
+    """One service node: the replica's container takes over the port."""
+
+    roles = ('device', 'service')
+    same_node = True
+    port_base = 35000
+
+    def conductor_groups(self) -> dict:
+        return {}
+
+    def setUp(self):
+        super().setUp()
+        self.env = docker_env.require(self)
+        self.docker = self.env.client()
+        self.addCleanup(self.docker.close)
+        suffix = uuid.uuid4().hex[:6]
+        self.hosts = tuple(('%s%d-%s' % (role[:3], i, suffix), role)
+                           for i, role in enumerate(self.roles, 1))
+        # Runs after the control plane's own cleanup (which kills the
+        # daemons): remove every container the test's nodes made.
+        self.addCleanup(self._remove_containers)
+        self.cp = controlplane.start_control_plane(
+            self, computes=self.hosts, compute_driver='docker',
+            compute_groups=self.env.compute_groups(),
+            port_base=self.port_base,
+            conductor_groups=self.conductor_groups())
+        self.env.publish_images(self.cp.database_url)
+
+    # -- containers ---------------------------------------------------------
+
+    def _containers(self) -> list:
+        found = []
+        for host, _ in self.hosts:
+            found += self.docker.containers.list(
+                all=True, filters={'label': '%s=%s' % (HOST_LABEL, host)})
+        return found
+
+    def _remove_containers(self) -> None:
+        import docker.errors
+
+        for container in self._containers():
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass  # removed meanwhile by its (dying) compute daemon
+
+    def _by_workload(self) -> dict:
+        return {c.labels[ID_LABEL]: c for c in self._containers()}
+
+    def _wait_gone(self, workload_id: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while workload_id in self._by_workload():
+            self.assertLess(time.monotonic(), deadline,
+                            'the container of %s is still there'
+                            % workload_id)
+            time.sleep(0.3)
+
+    # -- the control plane --------------------------------------------------
+
+    def _provision(self) -> tuple[dict, str]:
+        cp = self.cp
+        made = cp.ok('POST', '/v1/vhsm_groups', {'name': 'g', 'size': 2})
+        group_id = made['vhsm_group']['id']
+        task = cp.wait_task(made['task']['id'], timeout=240)
+        self.assertEqual('SUCCEEDED', task['state'], task)
+        made = cp.ok('POST', '/v1/services', {
+            'name': 'pay', 'vhsm_group_id': group_id, 'instances': 1,
+            'replicas': 1})
+        token = made['credential']['token']
+        task = cp.wait_task(made['task']['id'], timeout=240)
+        self.assertEqual('SUCCEEDED', task['state'], task)
+        return cp.ok('GET', '/v1/services/%s' % made['service']['id']), token
+
+    def _primary_and_replica(self, service_id: str) -> tuple[dict, dict]:
+        rows = self.cp.ok('GET', '/v1/instances?service_id=%s'
+                          % service_id)['instances']
+        self.assertEqual(['primary', 'replica'],
+                         sorted(r['role'] for r in rows), rows)
+        return tuple(sorted(rows, key=lambda r: r['role']))
+
+    def _recovery(self, load: TenantLoad, moment: float,
+                  timeout: float = 60.0) -> float:
+        """Seconds from ``moment`` until the tenant's calls succeed again.
+        """
+        deadline = moment + timeout
+        while load.recovered_after(moment) is None:
+            self.assertLess(time.monotonic(), deadline,
+                            'tenant calls did not recover')
+            time.sleep(0.1)
+        return load.recovered_after(moment)
+
+    def _report(self, name: str, value: str) -> None:
+        self.addDetail(name, content.text_content(value))
+        print('%s.%s: %s' % (type(self).__name__, name, value))
+
+    def test_replica_container_takes_over_under_load(self):
+        cp = self.cp
+        service, token = self._provision()
+        primary, replica = self._primary_and_replica(service['id'])
+        self.assertEqual('STANDBY', replica['state'])
+        if self.same_node:
+            self.assertEqual(primary['node_id'], replica['node_id'])
+            self.assertEqual(primary['port'], replica['port'])
+        else:
+            self.assertNotEqual(primary['node_id'], replica['node_id'])
+        containers = self._by_workload()
+        self.assertEqual('running', containers[primary['id']].status)
+        # A cold standby: its container is created, not started.
+        standby = containers[replica['id']]
+        self.assertEqual('created', standby.status)
+        self.assertEqual('1', standby.labels.get(PREPARED_LABEL))
+
+        endpoint = service['endpoint']
+        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
+        hdrs = {'Authorization': 'Bearer ' + token}
+        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
+                            headers=hdrs, timeout=30)
+        self.assertEqual(201, key.status_code, key.text)
+        key_id = key.json()['key_id']
+        pem = requests.get(url + '/v1/keys/%s/public-key' % key_id,
+                           headers=hdrs, timeout=30).json()['public_key_pem']
+
+        load = TenantLoad(url, token, key_id)
+        load.start()
+        self.addCleanup(load.stop)
+        deadline = time.monotonic() + 30
+        while sum(ok for _, ok in load.outcomes) < 10:
+            self.assertLess(time.monotonic(), deadline,
+                            'the tenant load does not get through: %s'
+                            % load.outcomes[-5:])
+            time.sleep(0.1)
+
+        # (a) docker kill the serving instance.
+        killed_at = time.monotonic()
+        containers[primary['id']].kill()
+        took = self._recovery(load, killed_at)
+        self._report('instance_recovery_seconds', '%.2f' % took)
+        self.assertLess(took, 15.0)
+
+        # The key made before the failure still signs, and openssl
+        # verifies what the promoted container signed.
+        sig = requests.post(url + '/v1/keys/%s/sign' % key_id,
+                            json={'message': b64(MESSAGE)}, headers=hdrs,
+                            timeout=30)
+        self.assertEqual(200, sig.status_code, sig.text)
+        self.assertTrue(openssl_sm2_verify(
+            pem, MESSAGE, base64.b64decode(sig.json()['signature'])))
+
+        def settled(body):
+            rows = body['instances']
+            prim = [r for r in rows if r['role'] == 'primary']
+            repl = [r for r in rows if r['role'] == 'replica']
+            return (len(prim) == 1 and prim[0]['id'] == replica['id']
+                    and prim[0]['state'] == 'ACTIVE' and len(repl) == 1
+                    and repl[0]['state'] == 'STANDBY'
+                    and repl[0]['replica_of'] == replica['id'])
+        body = cp.wait_for('/v1/instances?service_id=%s' % service['id'],
+                           settled, timeout=90)
+        [new_replica] = [r for r in body['instances']
+                         if r['role'] == 'replica']
+        self.assertEqual(endpoint, cp.ok(
+            'GET', '/v1/services/%s' % service['id'])['endpoint'])
+        [task] = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
+        task = cp.wait_task(task['id'])
+        self.assertEqual('SUCCEEDED', task['state'], task)
+        [record] = task['params']['failovers']
+        self.assertEqual(primary['id'], record['failed'])
+        self.assertEqual(replica['id'], record['promoted'])
+        self._report('failover_task', 'signal %r, promotion %.2f s, '
+                     'takeover %.2f s' % (record['signal'],
+                                          record['seconds'],
+                                          task['params']['takeover_seconds']))
+
+        # The dead container is gone; the promoted one runs; the new
+        # standby's container is created, not started.
+        self._wait_gone(primary['id'])
+        containers = self._by_workload()
+        self.assertEqual('running', containers[replica['id']].status)
+        self.assertEqual('created', containers[new_replica['id']].status)
+        self.assertEqual('1', containers[new_replica['id']].labels.get(
+            PREPARED_LABEL))
+
+        # (b) docker kill a vHSM the instance uses: the other vHSM of the
+        # group serves, and the control plane replaces the dead one.
+        group_id = service['vhsm_group_id']
+        vhsms = cp.ok('GET', '/v1/vhsms?group_id=%s' % group_id)['vhsms']
+        victim = vhsms[0]['id']
+        before = len(load.outcomes)
+        killed_at = time.monotonic()
+        containers[victim].kill()
+        cp.wait_for('/v1/vhsms?group_id=%s' % group_id, lambda b: (
+            victim not in {v['id'] for v in b['vhsms']}
+            and [v['state'] for v in b['vhsms']] == ['ACTIVE'] * 2),
+            timeout=120)
+        replaced_in = time.monotonic() - killed_at
+        time.sleep(1)
+        load.stop()
+        after = load.outcomes[before:]
+        failures = [when - killed_at for when, ok in after if not ok]
+        self._report('vhsm_kill', '%d tenant calls, %d failed, vHSM '
+                     'replaced in %.1f s' % (len(after), len(failures),
+                                             replaced_in))
+        self.assertGreater(len(after), 10)
+        self.assertEqual([], failures)
+        self._sign_and_verify(url, hdrs, key_id, pem)
+
+        # Every instance (the standby too) is told the new vHSM list;
+        # nothing is left behind of the dead vHSM.
+        wanted = {v['id'] for v in cp.ok(
+            'GET', '/v1/vhsms?group_id=%s' % group_id)['vhsms']}
+        cp.wait_for('/v1/associations', lambda b: all(
+            {a['vhsm_id'] for a in b['associations']
+             if a['instance_id'] == i} == wanted
+            for i in (replica['id'], new_replica['id'])), timeout=60)
+        self._wait_gone(victim)
+        self.assertEqual(4, len(self._containers()))
+
+        # Again: the standby made after the first failover, prepared
+        # again with the new vHSM list, takes over in its turn.
+        load = TenantLoad(url, token, key_id)
+        load.start()
+        self.addCleanup(load.stop)
+        time.sleep(1)
+        killed_at = time.monotonic()
+        self._by_workload()[replica['id']].kill()
+        took = self._recovery(load, killed_at)
+        load.stop()
+        self._report('second_recovery_seconds', '%.2f' % took)
+        self.assertLess(took, 15.0)
+        self._sign_and_verify(url, hdrs, key_id, pem)
+        cp.wait_for('/v1/instances?service_id=%s&role=primary'
+                    % service['id'], lambda b: [
+                        (r['id'], r['state']) for r in b['instances']]
+                    == [(new_replica['id'], 'ACTIVE')], timeout=60)
+        tasks = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
+        self.assertEqual(2, len(tasks), tasks)
+        self._wait_gone(replica['id'])
+
+    def _sign_and_verify(self, url, hdrs, key_id, pem) -> None:
+        sig = requests.post(url + '/v1/keys/%s/sign' % key_id,
+                            json={'message': b64(MESSAGE)}, headers=hdrs,
+                            timeout=30)
+        self.assertEqual(200, sig.status_code, sig.text)
+        self.assertTrue(openssl_sm2_verify(
+            pem, MESSAGE, base64.b64decode(sig.json()['signature'])))
+
+
+class TestDockerFailoverBehindHAProxy(TestDockerFailover):
+    """Two service nodes; HAProxy keeps the tenant's endpoint."""
+
+    roles = ('device', 'service', 'service')
+    same_node = False
+    port_base = 37000
+
+    def conductor_groups(self) -> dict:
+        return haproxy_groups(self)
+
+    def test_node_loss_and_the_old_primary_container_goes(self):
+        """kill -9 the primary's compute daemon: its container keeps
+        running unseen, a replica elsewhere takes over behind the same
+        endpoint, and when the daemon comes back the old primary's
+        container is removed, not left serving beside its successor.
+        """
+        cp = self.cp
+        service, token = self._provision()
+        primary, replica = self._primary_and_replica(service['id'])
+        primary_host = self._by_workload()[primary['id']].labels[HOST_LABEL]
+        endpoint = service['endpoint']
+        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
+        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
+                            headers={'Authorization': 'Bearer ' + token},
+                            timeout=30)
+        self.assertEqual(201, key.status_code, key.text)
+        load = TenantLoad(url, token, key.json()['key_id'])
+        load.start()
+        self.addCleanup(load.stop)
+
+        cp.processes['compute-' + primary_host].kill()
+        cp.wait_for(
+            '/v1/instances?service_id=%s&role=primary' % service['id'],
+            lambda b: [(r['id'], r['state']) for r in b['instances']]
+            == [(replica['id'], 'ACTIVE')], timeout=90)
+        time.sleep(1)
+        load.stop()
+        self.assertTrue(load.outcomes and load.outcomes[-1][1],
+                        'the endpoint does not answer after the failover')
+        [task] = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
+        [record] = cp.wait_task(task['id'])['params']['failovers']
+        self.assertEqual('node down', record['signal'])
+        # Unseen, not stopped: nothing could tell its engine.
+        self.assertIn(primary['id'], self._by_workload())
+        self.assertEqual('running', self._by_workload()[primary['id']].status)
+
+        index = [h for h, _ in self.hosts].index(primary_host)
+        cp.start_compute(primary_host, 'service', index)
+        self._wait_gone(primary['id'], timeout=60)
+        self.assertFalse(workloads.port_open(primary['host'],
+                                             primary['port']))
