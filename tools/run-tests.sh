@@ -6,7 +6,9 @@
 #
 # Docker Engine and the registry are installed and started by
 # tools/docker-env.sh; both images are built from this tree and pushed
-# before the tests run, and the container tests run them.
+# before the tests run, and the container tests run them. Keystone is
+# installed into a virtualenv of its own by tools/keystone-env.sh; the
+# Keystone tests start and stop their own.
 #
 #   bash tools/run-tests.sh              # everything
 #   bash tools/run-tests.sh REGEX        # only tests whose id matches REGEX
@@ -66,6 +68,10 @@ CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE=$(image_ref cryptoservice)
 export CRYPTOCLOUD_TEST_VHSM_IMAGE CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE
 echo "vHSM image: $CRYPTOCLOUD_TEST_VHSM_IMAGE" >&2
 echo "crypto-service image: $CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE" >&2
+
+# -- Keystone, installed in its own virtualenv (each Keystone test starts one) -
+source "$TOP/tools/keystone-env.sh"
+export CRYPTOCLOUD_TEST_REQUIRE_KEYSTONE=1
 
 # -- the suite ---------------------------------------------------------------
 log "Running the test suite"

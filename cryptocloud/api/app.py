@@ -22,12 +22,12 @@ from cryptocloud.common import exception
 PUBLIC_PATHS = tuple(r.template for r in routes.ROUTES if r.public)
 
 
-def _pecan_app(connection, conductor_api):
+def _pecan_app(connection, conductor_api, challenge: str | None):
     return pecan.make_app(
         root.RootController(),
         hooks=[hooks.BodyHook(), hooks.ContextHook(),
                hooks.ResourcesHook(connection, conductor_api),
-               hooks.ErrorHook()],
+               hooks.ErrorHook(challenge)],
         # JSON only: "/v1/services/x.json" is not a request for JSON.
         guess_content_type_from_ext=False,
         # "/v1/nodes" and "/v1/nodes/" are the same path, never redirects.
@@ -55,11 +55,13 @@ def setup_app(conf: cfg.ConfigOpts | None = None, connection=None,
     if conductor_api is None:
         from cryptocloud.conductor import rpcapi
         conductor_api = rpcapi.ConductorAPI()
-    app = _pecan_app(connection, conductor_api)
     strategy = conf.api.auth_strategy
     if strategy == 'keystone':
+        # keystonemiddleware adds its own challenge to every 401.
+        app = _pecan_app(connection, conductor_api, None)
         authenticated = _keystone(app, conf)
     elif strategy == 'http_basic':
+        app = _pecan_app(connection, conductor_api, auth_basic.CHALLENGE)
         authenticated = auth_basic.BasicAuth(
             app, conf.api.http_basic_auth_user_file)
     else:

@@ -37,6 +37,7 @@ CACHE_SECONDS = 60.0
 CACHE_MAX = 1024
 DEFAULT_ROLE = 'member'
 REALM = 'cryptocloud'
+CHALLENGE = 'Basic realm="%s"' % REALM
 _BCRYPT_PREFIXES = ('$2a$', '$2b$', '$2y$')
 # Seconds between checks of the file for changes.
 _STAT_INTERVAL = 1.0
@@ -180,7 +181,7 @@ class BasicAuth:
         except exception.Unauthorized as exc:
             return middleware.error_response(
                 exc, start_response,
-                [('WWW-Authenticate', 'Basic realm="%s"' % REALM)])
+                [('WWW-Authenticate', CHALLENGE)])
         environ['HTTP_X_IDENTITY_STATUS'] = 'Confirmed'
         environ['HTTP_X_USER_ID'] = user.name
         environ['HTTP_X_USER_NAME'] = user.name

@@ -117,9 +117,17 @@ class ResourcesHook(pecan.hooks.PecanHook):
 
 
 class ErrorHook(pecan.hooks.PecanHook):
-    """Answer our exceptions as JSON with their status."""
+    """Answer our exceptions as JSON with their status.
+
+    ``challenge`` is the ``WWW-Authenticate`` value of a 401, or None
+    when the authentication middleware adds its own (keystonemiddleware
+    adds ``Keystone uri=...`` to every 401 on its way out).
+    """
 
     priority = 1000
+
+    def __init__(self, challenge: str | None = None):
+        self.challenge = challenge
 
     def on_error(self, state, exc):
         """A JSON response for ``exc``; None lets pecan or JsonErrors act."""
@@ -134,8 +142,8 @@ class ErrorHook(pecan.hooks.PecanHook):
         response = pecan.Response(
             body=middleware.error_body(code, exc.error_type, exc.message),
             status=code, content_type='application/json', charset=None)
-        if isinstance(exc, exception.Unauthorized):
-            response.headers['WWW-Authenticate'] = 'Basic realm="cryptocloud"'
+        if isinstance(exc, exception.Unauthorized) and self.challenge:
+            response.headers['WWW-Authenticate'] = self.challenge
         allow = getattr(exc, 'allow', None)
         if allow:
             response.headers['Allow'] = allow

@@ -4,11 +4,16 @@ Operators override rules in ``policy.yaml`` ([oslo_policy] policy_file);
 ``tox -e genpolicy`` writes the sample ``etc/cryptocloud/policy.yaml.sample``
 from :func:`list_rules`.
 
-Two base rules: ``admin_api`` (the admin role) and ``project_member`` (the
-caller's project owns the target).  Nodes are admin only; groups,
-services, their workloads and tasks are the admin's or the owning
-project's.  A caller who fails a rule on an existing resource of another
-project is told it does not exist (404), not that it is forbidden.
+Three base rules: ``admin_api`` (the admin role), ``project_reader``
+(role ``reader`` or ``member`` in the project that owns the target) and
+``project_member`` (role ``member`` there).  Nodes and images are admin
+only.  Groups, services, their workloads and tasks are read by the admin
+and the owning project's readers, and changed by the admin and the
+owning project's members.  Keystone's implied roles (admin -> manager ->
+member -> reader) give an admin or member token the roles below it; a
+token with only another role, such as ``service``, may do nothing here.
+A caller who fails a rule on an existing resource of another project is
+told it does not exist (404), not that it is forbidden.
 """
 
 import threading
@@ -19,16 +24,28 @@ from oslo_policy import policy
 from cryptocloud.common import context as cc_context
 from cryptocloud.common import exception
 
+ADMIN_OR_READER = 'rule:admin_api or rule:project_reader'
 ADMIN_OR_OWNER = 'rule:admin_api or rule:project_member'
 
 _BASE = [
     policy.RuleDefault('admin_api', 'role:admin',
                        description='Operators of the cloud.'),
-    policy.RuleDefault('project_member', 'project_id:%(project_id)s',
-                       description='The caller\'s project owns the '
-                                   'target.'),
+    # "member" too: http_basic users have no implied roles.
+    policy.RuleDefault('project_reader',
+                       '(role:reader or role:member) and '
+                       'project_id:%(project_id)s',
+                       description='A reader or member of the project '
+                                   'that owns the target.'),
+    policy.RuleDefault('project_member',
+                       'role:member and project_id:%(project_id)s',
+                       description='A member of the project that owns '
+                                   'the target.'),
+    policy.RuleDefault('admin_or_reader', ADMIN_OR_READER,
+                       description='An operator, or a reader of the '
+                                   'owning project (reads).'),
     policy.RuleDefault('admin_or_owner', ADMIN_OR_OWNER,
-                       description='An operator, or the owning project.'),
+                       description='An operator, or a member of the '
+                                   'owning project (writes).'),
 ]
 
 
@@ -50,7 +67,7 @@ _OPERATIONS = [
     _op('cryptocloud:image:build', 'rule:admin_api',
         'Build and push the vHSM and crypto-service images.',
         [('POST', '/v1/images')]),
-    _op('cryptocloud:vhsm_group:get', 'rule:admin_or_owner',
+    _op('cryptocloud:vhsm_group:get', 'rule:admin_or_reader',
         'List and show vHSM groups.',
         [('GET', '/v1/vhsm_groups'), ('GET', '/v1/vhsm_groups/{group_id}')]),
     _op('cryptocloud:vhsm_group:create', 'rule:admin_or_owner',
@@ -60,7 +77,7 @@ _OPERATIONS = [
         'Resize a vHSM group.', [('PATCH', '/v1/vhsm_groups/{group_id}')]),
     _op('cryptocloud:vhsm_group:delete', 'rule:admin_or_owner',
         'Delete a vHSM group.', [('DELETE', '/v1/vhsm_groups/{group_id}')]),
-    _op('cryptocloud:service:get', 'rule:admin_or_owner',
+    _op('cryptocloud:service:get', 'rule:admin_or_reader',
         'List and show services.',
         [('GET', '/v1/services'), ('GET', '/v1/services/{service_id}')]),
     _op('cryptocloud:service:create', 'rule:admin_or_owner',
@@ -70,7 +87,7 @@ _OPERATIONS = [
         'Resize a service.', [('PATCH', '/v1/services/{service_id}')]),
     _op('cryptocloud:service:delete', 'rule:admin_or_owner',
         'Delete a service.', [('DELETE', '/v1/services/{service_id}')]),
-    _op('cryptocloud:service:credential:get', 'rule:admin_or_owner',
+    _op('cryptocloud:service:credential:get', 'rule:admin_or_reader',
         'List a service\'s credential ids.',
         [('GET', '/v1/services/{service_id}/credentials')]),
     _op('cryptocloud:service:credential:create', 'rule:admin_or_owner',
@@ -80,7 +97,7 @@ _OPERATIONS = [
         'Revoke a service credential.',
         [('DELETE',
           '/v1/services/{service_id}/credentials/{credential_id}')]),
-    _op('cryptocloud:service:scaling_policy:get', 'rule:admin_or_owner',
+    _op('cryptocloud:service:scaling_policy:get', 'rule:admin_or_reader',
         'Show a service\'s scaling policy and the balancer\'s last '
         'decision.', [('GET', '/v1/services/{service_id}/scaling_policy')]),
     _op('cryptocloud:service:scaling_policy:set', 'rule:admin_or_owner',
@@ -89,17 +106,17 @@ _OPERATIONS = [
     _op('cryptocloud:service:scaling_policy:delete', 'rule:admin_or_owner',
         'Delete a service\'s scaling policy.',
         [('DELETE', '/v1/services/{service_id}/scaling_policy')]),
-    _op('cryptocloud:instance:get', 'rule:admin_or_owner',
+    _op('cryptocloud:instance:get', 'rule:admin_or_reader',
         'List and show service instances.',
         [('GET', '/v1/instances'), ('GET', '/v1/instances/{instance_id}')]),
-    _op('cryptocloud:vhsm:get', 'rule:admin_or_owner',
+    _op('cryptocloud:vhsm:get', 'rule:admin_or_reader',
         'List and show vHSMs.',
         [('GET', '/v1/vhsms'), ('GET', '/v1/vhsms/{vhsm_id}')]),
-    _op('cryptocloud:association:get', 'rule:admin_or_owner',
+    _op('cryptocloud:association:get', 'rule:admin_or_reader',
         'List and show associations between instances and vHSMs.',
         [('GET', '/v1/associations'),
          ('GET', '/v1/associations/{association_id}')]),
-    _op('cryptocloud:task:get', 'rule:admin_or_owner',
+    _op('cryptocloud:task:get', 'rule:admin_or_reader',
         'List and show tasks.',
         [('GET', '/v1/tasks'), ('GET', '/v1/tasks/{task_id}')]),
 ]

@@ -156,12 +156,23 @@ def _build_request(entry: routes.Route) -> Request:
     ctx = state.get('ctx')
     if not entry.public:
         if ctx is None:
-            raise exception.Unauthorized(reason='no identity was given')
+            raise _no_caller(pecan.request.environ)
         policy.authorize(entry.policy, ctx)
     query = parse_query(entry, pecan.request)
     body = parse_body(entry, pecan.request) if entry.body else None
     return Request(entry, ctx, body, query, state.get('conn'),
                    state.get('conductor'))
+
+
+def _no_caller(environ: dict) -> exception.CryptoCloudException:
+    """Why a request that needs a caller has none."""
+    if environ.get('HTTP_X_IDENTITY_STATUS') == 'Confirmed':
+        # A valid Keystone token scoped to the system or a domain, or
+        # not scoped at all: every resource here belongs to a project.
+        return exception.Forbidden(
+            reason='the token is not scoped to a project; ask Keystone '
+                   'for a project-scoped token')
+    return exception.Unauthorized(reason='no identity was given')
 
 
 # -- request parsing --------------------------------------------------------

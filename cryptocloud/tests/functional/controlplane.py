@@ -44,8 +44,17 @@ def start_control_plane(test, **kwargs) -> 'ControlPlane':
     control_db = test.useFixture(test_db.Database('mysql'))
     keystore_db = test.useFixture(test_db.Database('mysql'))
     vhost = test.useFixture(RabbitVhost())
-    cp = test.useFixture(ControlPlane(control_db.url, keystore_db.url,
-                                      vhost.url, **kwargs))
+    return start_control_plane_on(test, control_db.url, keystore_db.url,
+                                  vhost.url, **kwargs)
+
+
+def start_control_plane_on(test, database_url: str, keystore_url: str,
+                           transport_url: str, **kwargs) -> 'ControlPlane':
+    """Like :func:`start_control_plane`, on databases and a broker the
+    test made itself (a private server it may restart, for instance).
+    """
+    cp = test.useFixture(ControlPlane(database_url, keystore_url,
+                                      transport_url, **kwargs))
     test.addOnException(cp.attach_diagnostics(test))
     cp.wait_for('/v1/nodes', lambda b: len(
         [n for n in b['nodes'] if n['state'] == 'UP'])
@@ -109,7 +118,79 @@ def _conf_text(groups: dict) -> str:
     return out.getvalue()
 
 
-class ControlPlane(fixtures.Fixture):
+class AdminClient:
+    """Admin API calls and failure diagnostics of a running control plane.
+
+    Needs ``url``, ``session``, ``admin_auth`` and ``dir`` (where the
+    logs are).
+    """
+
+    admin_auth = ADMIN
+
+    def attach_diagnostics(self, test):
+        """An exception handler adding tasks and warnings to ``test``."""
+
+        def attach(exc_info):
+            for name in ('tasks', 'instances', 'vhsms'):
+                try:
+                    body = self.ok('GET', '/v1/%s' % name)
+                except Exception as exc:  # noqa: BLE001 - best effort
+                    body = 'no %s list: %s' % (name, exc)
+                test.addDetail(name, content.text_content(str(body)))
+            for path in self.log_files():
+                with open(path, errors='replace') as f:
+                    lines = [line for line in f
+                             if ' WARNING ' in line or ' ERROR ' in line]
+                if lines:
+                    test.addDetail(os.path.relpath(path, self.dir),
+                                   content.text_content(
+                                       ''.join(lines[-60:])))
+        return attach
+
+    def log_files(self) -> list[str]:
+        found = []
+        for root, _, names in os.walk(self.dir):
+            found += [os.path.join(root, n) for n in names
+                      if n.endswith('.log')]
+        return found
+
+    # -- admin API calls --------------------------------------------------
+
+    def call(self, method: str, path: str, body=None, auth=None,
+             **kwargs):
+        return self.session.request(method, self.url + path, json=body,
+                                    auth=auth or self.admin_auth,
+                                    timeout=60, **kwargs)
+
+    def ok(self, method: str, path: str, body=None, auth=None,
+           expect=(200, 201, 202)) -> dict:
+        resp = self.call(method, path, body, auth)
+        if resp.status_code not in expect:
+            raise AssertionError('%s %s -> %d %s' % (
+                method, path, resp.status_code, resp.text[:800]))
+        return resp.json() if resp.content else {}
+
+    def wait_for(self, path: str, predicate, timeout: float = 90.0,
+                 auth=None) -> dict:
+        """Poll ``path`` until ``predicate(body)``; fail with the last body."""
+        deadline = time.monotonic() + timeout
+        body = None
+        while time.monotonic() < deadline:
+            body = self.ok('GET', path, auth=auth)
+            if predicate(body):
+                return body
+            time.sleep(0.3)
+        raise AssertionError('timed out waiting on %s; last: %s'
+                             % (path, body))
+
+    def wait_task(self, task_id: str, timeout: float = 120.0) -> dict:
+        task = self.wait_for('/v1/tasks/%s' % task_id,
+                             lambda t: t['state'] in ('SUCCEEDED', 'FAILED'),
+                             timeout)
+        return task
+
+
+class ControlPlane(AdminClient, fixtures.Fixture):
     """API + conductor + ``computes`` compute daemons as processes."""
 
     def __init__(self, database_url: str, keystore_url: str,
@@ -120,8 +201,11 @@ class ControlPlane(fixtures.Fixture):
                  compute_driver: str = 'process',
                  compute_groups: dict | None = None,
                  port_base: int = 21000,
-                 conductor_groups: dict | None = None):
+                 conductor_groups: dict | None = None,
+                 api_groups: dict | None = None):
         super().__init__()
+        # Extra config groups of the API ([api], [keystone_authtoken]...).
+        self.api_groups = api_groups or {}
         # Extra config groups of the conductor ([proxy]...).
         self.conductor_groups = conductor_groups or {}
         self.compute_driver = compute_driver
@@ -155,8 +239,11 @@ class ControlPlane(fixtures.Fixture):
         self.start_conductor()
         for index, (host, roles) in enumerate(self.compute_specs):
             self.start_compute(host, roles, index)
+        api_conf = self._common()
+        for name, values in self.api_groups.items():
+            api_conf.setdefault(name, {}).update(values)
         self._start('api', 'cryptocloud.cmd.api',
-                    self._write_conf('api', self._common()))
+                    self._write_conf('api', api_conf))
         self.processes['api'].wait_listening(HOST, self.api_port)
         self.url = 'http://%s:%d' % (HOST, self.api_port)
         self.session = requests.Session()
@@ -218,64 +305,3 @@ class ControlPlane(fixtures.Fixture):
             groups.setdefault(name, {}).update(values)
         self._start('compute-' + host, 'cryptocloud.cmd.compute',
                     self._write_conf('compute-' + host, groups))
-
-    def attach_diagnostics(self, test):
-        """An exception handler adding tasks and warnings to ``test``."""
-
-        def attach(exc_info):
-            for name in ('tasks', 'instances', 'vhsms'):
-                try:
-                    body = self.ok('GET', '/v1/%s' % name)
-                except Exception as exc:  # noqa: BLE001 - best effort
-                    body = 'no %s list: %s' % (name, exc)
-                test.addDetail(name, content.text_content(str(body)))
-            for path in self.log_files():
-                with open(path, errors='replace') as f:
-                    lines = [line for line in f
-                             if ' WARNING ' in line or ' ERROR ' in line]
-                if lines:
-                    test.addDetail(os.path.relpath(path, self.dir),
-                                   content.text_content(
-                                       ''.join(lines[-60:])))
-        return attach
-
-    def log_files(self) -> list[str]:
-        found = []
-        for root, _, names in os.walk(self.dir):
-            found += [os.path.join(root, n) for n in names
-                      if n.endswith('.log')]
-        return found
-
-    # -- admin API calls --------------------------------------------------
-
-    def call(self, method: str, path: str, body=None, auth=ADMIN,
-             **kwargs):
-        return self.session.request(method, self.url + path, json=body,
-                                    auth=auth, timeout=60, **kwargs)
-
-    def ok(self, method: str, path: str, body=None, auth=ADMIN,
-           expect=(200, 201, 202)) -> dict:
-        resp = self.call(method, path, body, auth)
-        if resp.status_code not in expect:
-            raise AssertionError('%s %s -> %d %s' % (
-                method, path, resp.status_code, resp.text[:800]))
-        return resp.json() if resp.content else {}
-
-    def wait_for(self, path: str, predicate, timeout: float = 90.0,
-                 auth=ADMIN) -> dict:
-        """Poll ``path`` until ``predicate(body)``; fail with the last body."""
-        deadline = time.monotonic() + timeout
-        body = None
-        while time.monotonic() < deadline:
-            body = self.ok('GET', path, auth=auth)
-            if predicate(body):
-                return body
-            time.sleep(0.3)
-        raise AssertionError('timed out waiting on %s; last: %s'
-                             % (path, body))
-
-    def wait_task(self, task_id: str, timeout: float = 120.0) -> dict:
-        task = self.wait_for('/v1/tasks/%s' % task_id,
-                             lambda t: t['state'] in ('SUCCEEDED', 'FAILED'),
-                             timeout)
-        return task

@@ -27,6 +27,8 @@ USERS = {
     'alice': ('project-a', ''),
     'alan': ('project-a', 'member,reader'),
     'bob': ('project-b', ''),
+    'rita': ('project-a', 'reader'),
+    'sam': ('project-a', 'service'),
 }
 
 

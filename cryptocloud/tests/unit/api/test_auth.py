@@ -11,6 +11,7 @@ from cryptocloud.api import app as app_mod
 from cryptocloud.api import auth_basic
 from cryptocloud.api import policy
 from cryptocloud.common import exception
+from cryptocloud.common import states
 from cryptocloud.tests.unit.api import base
 
 
@@ -101,6 +102,8 @@ class _FakeAuthToken:
     TOKENS = {
         'admin-token': ('u-admin', 'ops', 'admin,member'),
         'member-token': ('u-alice', 'project-a', 'member'),
+        # Valid, but for the whole deployment: no project.
+        'system-token': ('u-admin', None, 'admin,member,reader'),
     }
 
     def __init__(self, app, conf):
@@ -108,7 +111,12 @@ class _FakeAuthToken:
         self.conf = conf
 
     def __call__(self, environ, start_response):
-        found = self.TOKENS.get(environ.get('HTTP_X_AUTH_TOKEN'))
+        token = environ.get('HTTP_X_AUTH_TOKEN')
+        if token == 'delayed-bad-token':
+            # delay_auth_decision: the app hears of the bad token.
+            environ['HTTP_X_IDENTITY_STATUS'] = 'Invalid'
+            return self.app(environ, start_response)
+        found = self.TOKENS.get(token)
         if found is None:
             start_response('401 Unauthorized', [
                 ('Content-Type', 'application/json'),
@@ -119,8 +127,9 @@ class _FakeAuthToken:
         user, project, roles = found
         environ.update({'HTTP_X_IDENTITY_STATUS': 'Confirmed',
                         'HTTP_X_USER_ID': user,
-                        'HTTP_X_PROJECT_ID': project,
                         'HTTP_X_ROLES': roles})
+        if project:
+            environ['HTTP_X_PROJECT_ID'] = project
         return self.app(environ, start_response)
 
 
@@ -155,6 +164,24 @@ class TestKeystone(base.APITestCase):
 
     def test_versions_need_no_token(self):
         self.call('GET', '/', user=None, status=200)
+
+    def test_a_token_without_a_project_is_forbidden(self):
+        for method, path, body in (('GET', '/v1/nodes', None),
+                                   ('GET', '/v1/tasks', None),
+                                   ('POST', '/v1/vhsm_groups', {'size': 1})):
+            resp = self.call(method, path, body, user=None,
+                             headers={'X-Auth-Token': 'system-token'})
+            err = self.assertError(resp, 403, 'Forbidden')
+            self.assertIn('not scoped to a project', err['message'])
+        self.assertEqual([], self.conn.list('tasks'))
+
+    def test_no_basic_challenge_under_keystone(self):
+        # keystonemiddleware adds its own challenge to a 401; a Basic one
+        # would send clients to a scheme this API does not accept.
+        resp = self.call('GET', '/v1/tasks', user=None,
+                         headers={'X-Auth-Token': 'delayed-bad-token'})
+        self.assertError(resp, 401, 'Unauthorized')
+        self.assertNotIn('WWW-Authenticate', resp.headers)
 
     def test_real_middleware_is_wired(self):
         from keystonemiddleware import auth_token
@@ -206,6 +233,40 @@ class TestPolicy(base.APITestCase):
             self.assertError(resp, 404)
         self.assertEqual(1, len(self.conn.list(
             'service_credentials', filters={'service_id': sid})))
+
+    def test_readers_read_and_members_write(self):
+        gid = self.a_group['id']
+        sid = self.a_service['service']['id']
+        listed = self.call('GET', '/v1/vhsm_groups', user='rita',
+                           status=200).json['vhsm_groups']
+        self.assertEqual([gid], [g['id'] for g in listed])
+        for path in ('/v1/services/' + sid,
+                     '/v1/services/%s/credentials' % sid,
+                     '/v1/tasks', '/v1/instances?service_id=' + sid):
+            self.call('GET', path, user='rita', status=200)
+        for method, path, body, rule in (
+                ('POST', '/v1/vhsm_groups', {'size': 1},
+                 'cryptocloud:vhsm_group:create'),
+                ('DELETE', '/v1/vhsm_groups/' + gid, None,
+                 'cryptocloud:vhsm_group:delete'),
+                ('PATCH', '/v1/services/' + sid, {'instances': 3},
+                 'cryptocloud:service:update'),
+                ('DELETE', '/v1/services/' + sid, None,
+                 'cryptocloud:service:delete'),
+                ('POST', '/v1/services/%s/credentials' % sid, None,
+                 'cryptocloud:service:credential:create'),
+                ('PUT', '/v1/services/%s/scaling_policy' % sid, None,
+                 'cryptocloud:service:scaling_policy:set')):
+            resp = self.call(method, path, body, user='rita')
+            err = self.assertError(resp, 403, 'Forbidden')
+            self.assertIn(rule, err['message'])
+        self.assertEqual(states.CREATING,
+                         self.conn.get('services', sid)['state'])
+
+    def test_a_role_that_is_neither_reader_nor_member_allows_nothing(self):
+        for path in ('/v1/vhsm_groups', '/v1/tasks',
+                     '/v1/vhsm_groups/' + self.a_group['id']):
+            self.assertError(self.call('GET', path, user='sam'), 403)
 
     def test_bob_cannot_use_alices_group(self):
         resp = self.call('POST', '/v1/services', {
