@@ -27,19 +27,36 @@ and the admin list APIs through the real pecan app served by cheroot with
 http_basic auth.  Baseline, in the same run: the same rows fetched by one
 plain SQLAlchemy Core SELECT (the floor for a list call) and a COUNT(*).
 
+Last, the heartbeat load: the conductor's real RPC server on RabbitMQ (a
+virtual host made for the run on the local broker, or
+``--transport-url``) while all 100 nodes send their real heartbeats
+(what ``ComputeService.heartbeat`` sends: every workload's status and
+the node's load, about 20 workloads each) every
+``--heartbeat-interval`` seconds.
+It reports the heartbeat round trip (baseline: the same heartbeat
+handled by a direct call, no bus), the heartbeats handled per second,
+and the periodic pass (baseline: the same pass without heartbeats) and a
+list call measured again under that load.  The nodes' side runs in a
+process of its own, as it would on other machines.
+
     python bench/control_plane_scale.py [--database URL] [--groups 100]
         [--services 100] [--size 10] [--requests 200]
+        [--transport-url URL|none] [--heartbeat-interval 1]
+        [--heartbeat-seconds 20]
 """
 
 import argparse
 import cProfile
 import gc
+import json
 import os
 import pstats
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 import uuid
@@ -51,14 +68,17 @@ import sqlalchemy as sa
 from cryptocloud.api import app as api_app
 from cryptocloud.api import tasks as api_tasks
 from cryptocloud.common import context as cc_context
+from cryptocloud.common import rpc
 from cryptocloud.common import secretfile
 from cryptocloud.common import states
 from cryptocloud.common import wsgi
 from cryptocloud.compute import manager as compute_manager
 from cryptocloud.compute.drivers import recording
 from cryptocloud.conductor import balancer as balancer_mod
+from cryptocloud.conductor import manager as conductor_manager
 from cryptocloud.conductor import nodes as nodes_mod
 from cryptocloud.conductor import periodic as periodic_mod
+from cryptocloud.conductor import rpcapi as conductor_rpcapi
 from cryptocloud.conductor import task_runner
 from cryptocloud.conductor.scheduler import scheduler as scheduler_mod
 from cryptocloud.conf import CONF
@@ -128,7 +148,8 @@ def _compute_conf(workdir: str, host: str, role: str, seed: str):
         port_range_start=20000, port_range_end=29999,
         master_key_file=os.path.join(workdir, 'master.key'),
         group_secret_seed_file=seed, keystore_connection='sqlite://',
-        start_timeout=30.0)
+        start_timeout=30.0, heartbeat_interval=1, watch_interval=0,
+        unhealthy_threshold=3)
     return types.SimpleNamespace(compute=opts)
 
 
@@ -192,7 +213,7 @@ def build_workloads(db, runner, groups: int, services: int, size: int
     task_ids = []
     for i in range(services):
         service_id = str(uuid.uuid4())
-        cred_id = str(uuid.uuid4())
+        cred_id = uuid.uuid4().hex
         group_id = group_ids[i % len(group_ids)]
         task = api_tasks.record(db, ctx, 'create_service', 'service',
                                 service_id, {
@@ -303,6 +324,154 @@ def _balancer_rows(db, scheduler) -> list[tuple]:
     ]
 
 
+class RabbitVhost:
+    """A RabbitMQ virtual host on the local broker, for this run only."""
+
+    def __init__(self) -> None:
+        self.name = 'cc-bench-%s' % uuid.uuid4().hex[:10]
+        self._ctl('add_vhost', self.name)
+        self._ctl('set_permissions', '-p', self.name, 'guest', '.*', '.*',
+                  '.*')
+        self.url = 'rabbit://guest:guest@127.0.0.1:5672/%s' % self.name
+
+    def delete(self) -> None:
+        self._ctl('delete_vhost', self.name)
+
+    @staticmethod
+    def _ctl(*args) -> None:
+        subprocess.run(['rabbitmqctl', '-q', *args], check=True,
+                       capture_output=True, timeout=60)
+
+
+def _send_heartbeats(payload_file: str, transport: str, interval: float,
+                     seconds: float, result_file: str) -> int:
+    """The simulated nodes' side, run in a process of its own: every
+    node sends its heartbeat over the bus every ``interval`` seconds."""
+    with open(payload_file) as f:
+        payloads = json.load(f)
+    CONF([], project='cryptocloud', default_config_files=[],
+         default_config_dirs=[])
+    CONF.set_override('transport_url', transport)
+    rpc.init(CONF)
+    api = conductor_rpcapi.ConductorAPI(timeout=30)
+    ctxt = cc_context.get_admin_context()
+    stop = threading.Event()
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def beat(host: str, payload: dict, offset: float) -> None:
+        if stop.wait(offset):
+            return
+        next_at = time.monotonic()
+        while not stop.is_set():
+            start = time.perf_counter()
+            try:
+                api.heartbeat(ctxt, host, payload['workloads'],
+                              payload['load'])
+                latencies.append(time.perf_counter() - start)
+            except Exception as exc:  # noqa: BLE001 - counted, reported
+                errors.append('%s: %s' % (type(exc).__name__, exc))
+            next_at += interval
+            stop.wait(max(0.0, next_at - time.monotonic()))
+
+    threads = [threading.Thread(target=beat, daemon=True, args=(
+        host, payload, interval * i / len(payloads)))
+        for i, (host, payload) in enumerate(sorted(payloads.items()))]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    stop.wait(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    with open(result_file, 'w') as f:
+        json.dump({'latencies': latencies, 'errors': errors[:5],
+                   'failed': len(errors),
+                   'seconds': time.monotonic() - began}, f)
+    rpc.cleanup()
+    return 0
+
+
+def _heartbeat_rows(db, runner, managers: dict, api_base: str,
+                    session, workdir: str, *, transport: str,
+                    interval: float, seconds: float,
+                    requests_count: int) -> list[tuple]:
+    """Every node heartbeating over the bus from another process; what
+    that costs the conductor and does to its passes and a list call."""
+    payloads = {}
+    for host, manager in managers.items():
+        statuses = manager.workload_statuses()
+        payloads[host] = {'workloads': [st.to_dict() for st in statuses],
+                          'load': manager.node_load(statuses)}
+    payload_file = os.path.join(workdir, 'heartbeats.json')
+    result_file = os.path.join(workdir, 'heartbeat-results.json')
+    with open(payload_file, 'w') as f:
+        json.dump(payloads, f)
+    # Baseline: one node's heartbeat handled by a direct call, no bus.
+    host = sorted(payloads)[len(payloads) // 2]
+    direct = _timed(lambda: nodes_mod.heartbeat(
+        db, host, payloads[host]['workloads'], payloads[host]['load']), 50)
+    quiet_pass = _timed(periodic_mod.PeriodicTasks(
+        db, runner, interval=3600,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT).run_once, 5)
+
+    server = rpc.get_server(
+        rpc.CONDUCTOR_TOPIC, 'bench-conductor',
+        conductor_manager.RPC_API_VERSION,
+        [conductor_manager.ConductorManager(db, runner)])
+    server.start()
+    sender = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), '--send-heartbeats',
+         payload_file, '--transport-url', transport,
+         '--heartbeat-interval', str(interval),
+         '--heartbeat-seconds', str(seconds), '--results', result_file])
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    try:
+        time.sleep(min(interval, seconds / 4) + 1.0)  # all under way
+        periodic = periodic_mod.PeriodicTasks(
+            db, runner, interval=3600, heartbeat_timeout=HEARTBEAT_TIMEOUT)
+        whole = _timed(periodic.run_once, 5)
+        lists = []
+        path = '/v1/instances?limit=1000'
+        stop_at = wall0 + seconds - 1.0
+        while len(lists) < requests_count and time.monotonic() < stop_at:
+            start = time.perf_counter()
+            answer = session.get(api_base + path, timeout=30)
+            lists.append(time.perf_counter() - start)
+            answer.raise_for_status()
+        sender.wait(seconds + 120)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+        server.stop()
+        server.wait()
+    cpu = time.process_time() - cpu0
+    wall = time.monotonic() - wall0
+    with open(result_file) as f:
+        result = json.load(f)
+    latencies = result['latencies']
+    print('heartbeats: %d nodes every %.1f s for %.0f s from another '
+          'process: %d handled (%.0f/s), %d failed%s; the conductor and '
+          'API process used %.0f%% of one core meanwhile'
+          % (len(payloads), interval, result['seconds'], len(latencies),
+             len(latencies) / result['seconds'], result['failed'],
+             (' (first: %s)' % result['errors'][0]) if result['errors']
+             else '', 100 * cpu / wall))
+    workloads = len(payloads[host]['workloads'])
+    label = 'every %g s' % interval
+    return [
+        ('heartbeat over RabbitMQ, %d workloads, %s (p50)'
+         % (workloads, label), statistics.median(latencies),
+         statistics.median(direct), None),
+        ('  same, p99', _p99(latencies), _p99(direct), None),
+        ('whole periodic pass under heartbeats (median of 5)',
+         statistics.median(whole), statistics.median(quiet_pass),
+         PASS_GOAL),
+        ('GET %s under heartbeats p99 (%d)' % (path, len(lists)),
+         _p99(lists), None, LIST_GOAL),
+    ]
+
+
 def _serve_api(db, workdir: str):
     htpasswd = os.path.join(workdir, 'htpasswd')
     hashed = bcrypt.hashpw(ADMIN[1].encode(), bcrypt.gensalt(rounds=4))
@@ -326,16 +495,32 @@ def main() -> int:
                         help='vHSMs per group and instances per service')
     parser.add_argument('--workers', type=int, default=8)
     parser.add_argument('--requests', type=int, default=200)
+    parser.add_argument('--transport-url', default=None,
+                        help='bus for the heartbeat phase (default: a '
+                        'new virtual host on the local RabbitMQ; "none" '
+                        'skips the phase)')
+    parser.add_argument('--heartbeat-interval', type=float, default=1.0,
+                        help='seconds between two heartbeats of a node '
+                        '(default 1, the tests\' setting; 5 is the '
+                        'default of [compute] heartbeat_interval)')
+    parser.add_argument('--heartbeat-seconds', type=float, default=20.0)
+    parser.add_argument('--send-heartbeats', metavar='PAYLOADS',
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--results', help=argparse.SUPPRESS)
     parser.add_argument('--profile', action='store_true',
                         help='print a cProfile of one periodic pass')
     args = parser.parse_args()
+    if args.send_heartbeats:
+        return _send_heartbeats(args.send_heartbeats, args.transport_url,
+                                args.heartbeat_interval,
+                                args.heartbeat_seconds, args.results)
     workdir = tempfile.mkdtemp(prefix='cc-scale-')
     url = args.database or 'sqlite:///%s' % os.path.join(workdir,
                                                          'control.sqlite')
     migration.upgrade(url, schema='control')
     db = db_api.Connection(url, max_pool_size=32)
     engine = sa.create_engine(url)
-    managers, runner, server = {}, None, None
+    managers, runner, server, vhost = {}, None, None, None
     rows = []
     try:
         managers = build_nodes(db, workdir)
@@ -438,7 +623,24 @@ def main() -> int:
         print('full GC collections during the list calls: %d, longest '
               '%.1f ms' % (len(pauses.pauses),
                            max(pauses.pauses, default=0) * 1000))
+
+        # (4) 100 nodes heartbeating over RabbitMQ.
+        transport = args.transport_url
+        if transport is None:
+            vhost = RabbitVhost()
+            transport = vhost.url
+        if transport != 'none':
+            CONF.set_override('transport_url', transport)
+            rpc.init(CONF)
+            rows.extend(_heartbeat_rows(
+                db, runner, managers, base, session, workdir,
+                transport=transport, interval=args.heartbeat_interval,
+                seconds=args.heartbeat_seconds,
+                requests_count=args.requests))
     finally:
+        rpc.cleanup()
+        if vhost is not None:
+            vhost.delete()
         if server is not None:
             server.stop()
         if runner is not None:

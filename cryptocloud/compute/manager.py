@@ -165,7 +165,8 @@ class ComputeManager:
                        'cannot share a SQLite keystore file: set [compute] '
                        'keystore_connection to a MariaDB or PostgreSQL URL'
                        % self.conf.driver)
-        self.prober = probes.Prober()
+        self.prober = probes.Prober(
+            unhealthy_threshold=self.conf.unhealthy_threshold)
         self._lock = threading.Lock()
         self._reserved: set[int] = set()
         self._workload_locks: dict[str, threading.Lock] = (

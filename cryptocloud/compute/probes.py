@@ -134,15 +134,35 @@ class _Previous:
 class Prober:
     """Probes workloads and turns counters into rates between probes."""
 
-    def __init__(self, timeout: float = PROBE_TIMEOUT) -> None:
+    def __init__(self, timeout: float = PROBE_TIMEOUT,
+                 unhealthy_threshold: int = 0) -> None:
         self.timeout = timeout
+        self.unhealthy_threshold = unhealthy_threshold
         self._previous: dict[str, _Previous] = {}
+        # Failed probes in a row of workloads seen healthy since they
+        # (re)started; a workload still starting is not counted.
+        self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def forget(self, workload_id: str) -> None:
         """Drop what is remembered of a removed workload."""
         with self._lock:
             self._previous.pop(workload_id, None)
+            self._failures.pop(workload_id, None)
+
+    def _count_health(self, status: base.WorkloadStatus) -> None:
+        with self._lock:
+            if status.healthy:
+                self._failures[status.workload_id] = 0
+                return
+            if status.workload_id not in self._failures:
+                return
+            failed = self._failures[status.workload_id] + 1
+            self._failures[status.workload_id] = failed
+        if self.unhealthy_threshold and failed >= self.unhealthy_threshold:
+            status.failing = True
+            status.reason = 'failed %d health probes in a row (%s)' % (
+                failed, status.reason or 'unhealthy')
 
     def healthz(self, status: base.WorkloadStatus) -> int | None:
         """HTTP status of the workload's /healthz, None when no answer."""
@@ -159,6 +179,9 @@ class Prober:
         """Fill ``healthy`` and ``load`` of a running workload in place."""
         if status.state != base.RUNNING:
             status.healthy = False
+            with self._lock:
+                # Stopped or prepared: counting starts again when it runs.
+                self._failures.pop(status.workload_id, None)
             return status
         code = self.healthz(status)
         status.healthy = code == 200
@@ -166,6 +189,7 @@ class Prober:
             status.reason = status.reason or 'no answer from /healthz'
         elif code != 200:
             status.reason = '/healthz answered %d' % code
+        self._count_health(status)
         now = time.monotonic()
         figures = None
         if code is not None:

@@ -9,6 +9,7 @@ import oslo_messaging as messaging
 from cryptocloud.conductor import nodes
 from cryptocloud.conductor import reconciler
 from cryptocloud.conductor import rpcapi
+from cryptocloud.conductor.workflows import workloads as workloads_wf
 
 RPC_API_VERSION = rpcapi.RPC_API_VERSION
 
@@ -44,10 +45,10 @@ class ConductorManager:
         orphans = nodes.heartbeat(self._db, host, workloads, load)
         if self._runner is not None and any(
                 w.get('kind') == 'cryptoservice'
-                and w.get('state') in ('exited', 'missing')
-                for w in workloads or ()):
-            # A service instance died: a replica takes over now, not at
-            # the next reconcile pass.
+                and workloads_wf.event_for(w) == 'fail'
+                for w in workloads or () if isinstance(w, dict)):
+            # A service instance died or hangs: a replica takes over now,
+            # not at the next reconcile pass.
             for task in reconciler.record_failovers(self._db,
                                                     self._runner.owner):
                 self._runner.submit(task['id'])

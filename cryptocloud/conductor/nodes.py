@@ -64,6 +64,7 @@ def heartbeat(db, host: str, statuses: list[dict], load: dict) -> list[str]:
     # promoted) may be missing from the list, or listed as it was.
     settled = db_api.utcnow() - datetime.timedelta(
         seconds=HEARTBEAT_GRACE_SECONDS)
+    matched = set()
     for table in WORKLOAD_TABLES:
         loads = {}
         for row in db.list(table, filters={
@@ -72,6 +73,7 @@ def heartbeat(db, host: str, statuses: list[dict], load: dict) -> list[str]:
                           states.STANDBY]}):
             status = by_id.get(row['id'])
             if status is not None:
+                matched.add(row['id'])
                 if status.get('state') != 'prepared':
                     # Only the workflow that prepares a replica makes it
                     # STANDBY; a listing cannot tell a promotion apart.
@@ -85,7 +87,7 @@ def heartbeat(db, host: str, statuses: list[dict], load: dict) -> list[str]:
         # One statement for the node's workloads, and none when no
         # workload was measured.
         db.record_loads(table, loads)
-    return orphans(db, by_id)
+    return orphans(db, by_id, known=matched)
 
 
 def load_figures(status: dict) -> dict | None:
@@ -103,9 +105,14 @@ def load_figures(status: dict) -> dict | None:
     return figures or None
 
 
-def orphans(db, reported: dict) -> list[str]:
-    """The reported workload ids that match no vHSM or instance row."""
-    ids = sorted(i for i in reported if isinstance(i, str))
+def orphans(db, reported: dict, known: set = frozenset()) -> list[str]:
+    """The reported workload ids that match no vHSM or instance row.
+
+    ``known``: ids already matched to a row, not looked up again (in a
+    steady heartbeat that is every id, and no query is made).
+    """
+    ids = sorted(i for i in reported if isinstance(i, str)
+                 and i not in known)
     if not ids:
         return []
     known = set()

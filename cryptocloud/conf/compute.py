@@ -45,6 +45,13 @@ OPTS = [
                       'and exited makes the next heartbeat go at once, so '
                       'that a replica takes over without waiting for the '
                       'heartbeat interval. 0 turns the check off.'),
+    cfg.IntOpt('unhealthy_threshold', default=3, min=0, max=1000,
+               help='Health probes in a row (one per heartbeat) that a '
+                    'running workload which had been healthy may fail '
+                    'before it is reported failed, so that it is '
+                    'replaced and a replica takes over: a process that '
+                    'hangs without exiting. 0 never reports a running '
+                    'workload failed.'),
     cfg.StrOpt('master_key_file', default='/etc/cryptocloud/master.key',
                help='Operator master key, given to the vHSMs of this '
                     'node (device role).'),

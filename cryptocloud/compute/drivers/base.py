@@ -119,6 +119,9 @@ class WorkloadStatus:
     healthy: bool = False
     workload_ref: str | None = None
     reason: str | None = None
+    # Running, but failed the node's threshold of health probes in a row
+    # after having been healthy: hung, to be replaced.
+    failing: bool = False
     load: dict = dataclasses.field(default_factory=empty_load)
     metadata: dict = dataclasses.field(default_factory=dict)
     # In-process only: the OS process id, for CPU figures.
@@ -136,7 +139,7 @@ class WorkloadStatus:
                 'host': self.host, 'port': self.port,
                 'status_port': self.status_port,
                 'workload_ref': self.workload_ref, 'reason': self.reason,
-                'load': dict(self.load)}
+                'failing': bool(self.failing), 'load': dict(self.load)}
 
 
 class WorkloadDriver(abc.ABC):

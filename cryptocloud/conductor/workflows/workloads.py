@@ -39,6 +39,9 @@ def event_for(status: dict) -> str | None:
     """The workload event a compute status means: 'built', 'fail' or None.
     """
     state = status.get('state')
+    if state == 'running' and status.get('failing') is True:
+        # Running but hung: its node gave up on its health probes.
+        return 'fail'
     if state == 'running' and status.get('healthy'):
         return 'built'
     if state == 'prepared':

@@ -13,19 +13,16 @@ Two layouts: one service node, where the replica's container takes over
 the primary's host port, and two service nodes behind HAProxy.
 """
 
-import base64
 import time
 import uuid
 
-import requests
 import testtools
 from testtools import content
 
 from cryptocloud.common import workloads
 from cryptocloud.tests.functional import controlplane
 from cryptocloud.tests.functional import docker_env
-from cryptocloud.tests.functional.test_dataplane import openssl_sm2_verify
-from cryptocloud.tests.functional.test_failover import MESSAGE
+from cryptocloud.tests.functional import test_failover
 from cryptocloud.tests.functional.test_failover import TenantLoad
 from cryptocloud.tests.functional.test_failover import haproxy_groups
 
@@ -34,11 +31,7 @@ ID_LABEL = 'io.cryptocloud.workload_id'
 PREPARED_LABEL = 'io.cryptocloud.prepared'
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-class TestDockerFailover(testtools.TestCase):
+class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
     """One service node: the replica's container takes over the port."""
 
     roles = ('device', 'service')
@@ -118,17 +111,6 @@ class TestDockerFailover(testtools.TestCase):
                          sorted(r['role'] for r in rows), rows)
         return tuple(sorted(rows, key=lambda r: r['role']))
 
-    def _recovery(self, load: TenantLoad, moment: float,
-                  timeout: float = 60.0) -> float:
-        """Seconds from ``moment`` until the tenant's calls succeed again.
-        """
-        deadline = moment + timeout
-        while load.recovered_after(moment) is None:
-            self.assertLess(time.monotonic(), deadline,
-                            'tenant calls did not recover')
-            time.sleep(0.1)
-        return load.recovered_after(moment)
-
     def _report(self, name: str, value: str) -> None:
         self.addDetail(name, content.text_content(value))
         print('%s.%s: %s' % (type(self).__name__, name, value))
@@ -150,19 +132,8 @@ class TestDockerFailover(testtools.TestCase):
         self.assertEqual('created', standby.status)
         self.assertEqual('1', standby.labels.get(PREPARED_LABEL))
 
-        endpoint = service['endpoint']
-        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
-        hdrs = {'Authorization': 'Bearer ' + token}
-        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
-                            headers=hdrs, timeout=30)
-        self.assertEqual(201, key.status_code, key.text)
-        key_id = key.json()['key_id']
-        pem = requests.get(url + '/v1/keys/%s/public-key' % key_id,
-                           headers=hdrs, timeout=30).json()['public_key_pem']
-
-        load = TenantLoad(url, token, key_id)
-        load.start()
-        self.addCleanup(load.stop)
+        tenant = self._key_and_load(service, token)
+        load = tenant.load
         deadline = time.monotonic() + 30
         while sum(ok for _, ok in load.outcomes) < 10:
             self.assertLess(time.monotonic(), deadline,
@@ -173,18 +144,12 @@ class TestDockerFailover(testtools.TestCase):
         # (a) docker kill the serving instance.
         killed_at = time.monotonic()
         containers[primary['id']].kill()
-        took = self._recovery(load, killed_at)
+        took = load.wait_recovered(killed_at)
         self._report('instance_recovery_seconds', '%.2f' % took)
         self.assertLess(took, 15.0)
-
         # The key made before the failure still signs, and openssl
         # verifies what the promoted container signed.
-        sig = requests.post(url + '/v1/keys/%s/sign' % key_id,
-                            json={'message': b64(MESSAGE)}, headers=hdrs,
-                            timeout=30)
-        self.assertEqual(200, sig.status_code, sig.text)
-        self.assertTrue(openssl_sm2_verify(
-            pem, MESSAGE, base64.b64decode(sig.json()['signature'])))
+        self._assert_still_signs(tenant)
 
         def settled(body):
             rows = body['instances']
@@ -198,18 +163,11 @@ class TestDockerFailover(testtools.TestCase):
                            settled, timeout=90)
         [new_replica] = [r for r in body['instances']
                          if r['role'] == 'replica']
-        self.assertEqual(endpoint, cp.ok(
+        self.assertEqual(service['endpoint'], cp.ok(
             'GET', '/v1/services/%s' % service['id'])['endpoint'])
-        [task] = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
-        task = cp.wait_task(task['id'])
-        self.assertEqual('SUCCEEDED', task['state'], task)
-        [record] = task['params']['failovers']
-        self.assertEqual(primary['id'], record['failed'])
-        self.assertEqual(replica['id'], record['promoted'])
-        self._report('failover_task', 'signal %r, promotion %.2f s, '
-                     'takeover %.2f s' % (record['signal'],
-                                          record['seconds'],
-                                          task['params']['takeover_seconds']))
+        record = self._failover_record(primary, replica)
+        self._report('failover_task', 'signal %r, promotion %.2f s'
+                     % (record['signal'], record['seconds']))
 
         # The dead container is gone; the promoted one runs; the new
         # standby's container is created, not started.
@@ -242,7 +200,7 @@ class TestDockerFailover(testtools.TestCase):
                                              replaced_in))
         self.assertGreater(len(after), 10)
         self.assertEqual([], failures)
-        self._sign_and_verify(url, hdrs, key_id, pem)
+        self._assert_still_signs(tenant)
 
         # Every instance (the standby too) is told the new vHSM list;
         # nothing is left behind of the dead vHSM.
@@ -257,17 +215,17 @@ class TestDockerFailover(testtools.TestCase):
 
         # Again: the standby made after the first failover, prepared
         # again with the new vHSM list, takes over in its turn.
-        load = TenantLoad(url, token, key_id)
+        load = TenantLoad(tenant.url, token, tenant.key_id)
         load.start()
         self.addCleanup(load.stop)
         time.sleep(1)
         killed_at = time.monotonic()
         self._by_workload()[replica['id']].kill()
-        took = self._recovery(load, killed_at)
+        took = load.wait_recovered(killed_at)
         load.stop()
         self._report('second_recovery_seconds', '%.2f' % took)
         self.assertLess(took, 15.0)
-        self._sign_and_verify(url, hdrs, key_id, pem)
+        self._assert_still_signs(tenant)
         cp.wait_for('/v1/instances?service_id=%s&role=primary'
                     % service['id'], lambda b: [
                         (r['id'], r['state']) for r in b['instances']]
@@ -275,15 +233,6 @@ class TestDockerFailover(testtools.TestCase):
         tasks = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
         self.assertEqual(2, len(tasks), tasks)
         self._wait_gone(replica['id'])
-
-    def _sign_and_verify(self, url, hdrs, key_id, pem) -> None:
-        sig = requests.post(url + '/v1/keys/%s/sign' % key_id,
-                            json={'message': b64(MESSAGE)}, headers=hdrs,
-                            timeout=30)
-        self.assertEqual(200, sig.status_code, sig.text)
-        self.assertTrue(openssl_sm2_verify(
-            pem, MESSAGE, base64.b64decode(sig.json()['signature'])))
-
 
 class TestDockerFailoverBehindHAProxy(TestDockerFailover):
     """Two service nodes; HAProxy keeps the tenant's endpoint."""
@@ -305,15 +254,7 @@ class TestDockerFailoverBehindHAProxy(TestDockerFailover):
         service, token = self._provision()
         primary, replica = self._primary_and_replica(service['id'])
         primary_host = self._by_workload()[primary['id']].labels[HOST_LABEL]
-        endpoint = service['endpoint']
-        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
-        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
-                            headers={'Authorization': 'Bearer ' + token},
-                            timeout=30)
-        self.assertEqual(201, key.status_code, key.text)
-        load = TenantLoad(url, token, key.json()['key_id'])
-        load.start()
-        self.addCleanup(load.stop)
+        load = self._key_and_load(service, token).load
 
         cp.processes['compute-' + primary_host].kill()
         cp.wait_for(
@@ -324,8 +265,7 @@ class TestDockerFailoverBehindHAProxy(TestDockerFailover):
         load.stop()
         self.assertTrue(load.outcomes and load.outcomes[-1][1],
                         'the endpoint does not answer after the failover')
-        [task] = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
-        [record] = cp.wait_task(task['id'])['params']['failovers']
+        record = self._failover_record(primary, replica)
         self.assertEqual('node down', record['signal'])
         # Unseen, not stopped: nothing could tell its engine.
         self.assertIn(primary['id'], self._by_workload())

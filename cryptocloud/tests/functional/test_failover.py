@@ -9,6 +9,7 @@ again through the endpoint the tenant was given.  A hot replica
 """
 
 import base64
+import dataclasses
 import os
 import shutil
 import signal
@@ -65,6 +66,18 @@ class TenantLoad:
         self._thread.join(30)
         self.session.close()
 
+    def wait_recovered(self, moment: float, timeout: float = 60.0
+                       ) -> float:
+        """Seconds from ``moment`` until calls succeeded again (see
+        :meth:`recovered_after`); AssertionError after ``timeout``."""
+        deadline = moment + timeout
+        while (took := self.recovered_after(moment)) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError('tenant calls did not recover within '
+                                     '%.0f s' % timeout)
+            time.sleep(0.1)
+        return took
+
     def recovered_after(self, moment: float) -> float | None:
         """Seconds from ``moment`` to the first success after a failure.
 
@@ -98,7 +111,65 @@ def haproxy_groups(test: testtools.TestCase) -> dict:
                       'check_interval_ms': 200}}
 
 
-class FailoverTestBase(testtools.TestCase):
+@dataclasses.dataclass
+class Tenant:
+    """A tenant's view of a service under test: its key and its load."""
+
+    url: str
+    hdrs: dict
+    key_id: str
+    pem: str
+    load: TenantLoad
+
+
+class FailoverChecks:
+    """What failover tests check through a running control plane
+    (``self.cp``), whatever its compute driver."""
+
+    def _host(self, row: dict) -> str:
+        return self.cp.ok('GET', '/v1/nodes/%d' % row['node_id'])[
+            'hostname']
+
+    def _key_and_load(self, service: dict, token: str) -> Tenant:
+        """An SM2 key made through the service's endpoint, and a tenant
+        load signing with it (started; stopped at cleanup)."""
+        endpoint = service['endpoint']
+        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
+        hdrs = {'Authorization': 'Bearer ' + token}
+        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
+                            headers=hdrs, timeout=30)
+        self.assertEqual(201, key.status_code, key.text)
+        key_id = key.json()['key_id']
+        pem = requests.get(url + '/v1/keys/%s/public-key' % key_id,
+                           headers=hdrs, timeout=30).json()['public_key_pem']
+        load = TenantLoad(url, token, key_id)
+        load.start()
+        self.addCleanup(load.stop)
+        return Tenant(url, hdrs, key_id, pem, load)
+
+    def _assert_still_signs(self, tenant: Tenant) -> None:
+        """The key made before the failure is there and signs."""
+        sig = requests.post(
+            tenant.url + '/v1/keys/%s/sign' % tenant.key_id,
+            json={'message': b64(MESSAGE)}, headers=tenant.hdrs, timeout=30)
+        self.assertEqual(200, sig.status_code, sig.text)
+        self.assertTrue(openssl_sm2_verify(
+            tenant.pem, MESSAGE, base64.b64decode(sig.json()['signature'])))
+
+    def _failover_record(self, failed: dict, promoted: dict) -> dict:
+        """The one failover task's record, checked to name both rows."""
+        tasks = self.cp.ok('GET', '/v1/tasks?action=failover_service')[
+            'tasks']
+        self.assertEqual(1, len(tasks), tasks)
+        task = self.cp.wait_task(tasks[0]['id'])
+        self.assertEqual('SUCCEEDED', task['state'], task)
+        [record] = task['params']['failovers']
+        self.assertEqual(failed['id'], record['failed'])
+        self.assertEqual(promoted['id'], record['promoted'])
+        return record
+
+
+class FailoverTestBase(FailoverChecks, testtools.TestCase):
     """The control plane of a failover test, and what its tests share."""
 
     computes = (('device-1', 'device'), ('service-1', 'service'))
@@ -156,39 +227,16 @@ class TestFailover(FailoverTestBase):
             self.assertEqual(primary['node_id'], replica['node_id'])
         else:
             self.assertNotEqual(primary['node_id'], replica['node_id'])
-        endpoint = service['endpoint']
-        primary_host = cp.ok('GET', '/v1/nodes/%d'
-                             % primary['node_id'])['hostname']
-        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
-        hdrs = {'Authorization': 'Bearer ' + token}
-        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
-                            headers=hdrs, timeout=30).json()
-        pem = requests.get(url + '/v1/keys/%s/public-key' % key['key_id'],
-                           headers=hdrs, timeout=30).json()['public_key_pem']
-
-        load = TenantLoad(url, token, key['key_id'])
-        load.start()
-        self.addCleanup(load.stop)
+        tenant = self._key_and_load(service, token)
         time.sleep(1)
         killed_at = time.monotonic()
-        os.kill(self._pid(primary_host, primary['id']), signal.SIGKILL)
-        deadline = killed_at + 60
-        while load.recovered_after(killed_at) is None:
-            self.assertLess(time.monotonic(), deadline,
-                            'tenant calls did not recover')
-            time.sleep(0.1)
-        took = load.recovered_after(killed_at)
+        os.kill(self._pid(self._host(primary), primary['id']),
+                signal.SIGKILL)
+        took = tenant.load.wait_recovered(killed_at)
         time.sleep(0.5)
-        load.stop()
+        tenant.load.stop()
         self.assertLess(took, 15.0)
-
-        # The key made before the failure is still there and signs.
-        sig = requests.post(
-            url + '/v1/keys/%s/sign' % key['key_id'],
-            json={'message': b64(MESSAGE)}, headers=hdrs, timeout=30)
-        self.assertEqual(200, sig.status_code, sig.text)
-        self.assertTrue(openssl_sm2_verify(
-            pem, MESSAGE, base64.b64decode(sig.json()['signature'])))
+        self._assert_still_signs(tenant)
 
         # The replica is the primary now; a new replica stands by.
         def settled(body):
@@ -201,14 +249,8 @@ class TestFailover(FailoverTestBase):
         cp.wait_for('/v1/instances?service_id=%s' % service['id'], settled,
                     timeout=60)
         shown = cp.ok('GET', '/v1/services/%s' % service['id'])
-        self.assertEqual(endpoint, shown['endpoint'])
-        tasks = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
-        self.assertEqual(1, len(tasks), tasks)
-        self.assertEqual('SUCCEEDED', cp.wait_task(tasks[0]['id'])['state'])
-        [record] = cp.ok('GET', '/v1/tasks/%s'
-                         % tasks[0]['id'])['params']['failovers']
-        self.assertEqual(primary['id'], record['failed'])
-        self.assertEqual(replica['id'], record['promoted'])
+        self.assertEqual(service['endpoint'], shown['endpoint'])
+        self._failover_record(primary, replica)
 
 
 class TestFailoverBehindHAProxy(TestFailover):
@@ -231,17 +273,9 @@ class TestFailoverBehindHAProxy(TestFailover):
         service, token = self._provision()
         rows = self._instances(service['id'])
         [primary], [replica] = rows['primary'], rows['replica']
-        primary_host = cp.ok('GET', '/v1/nodes/%d'
-                             % primary['node_id'])['hostname']
+        primary_host = self._host(primary)
         old_pid = self._pid(primary_host, primary['id'])
-        endpoint = service['endpoint']
-        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
-        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
-                            headers={'Authorization': 'Bearer ' + token},
-                            timeout=30).json()
-        load = TenantLoad(url, token, key['key_id'])
-        load.start()
-        self.addCleanup(load.stop)
+        load = self._key_and_load(service, token).load
 
         cp.processes['compute-' + primary_host].kill()
         promoted = cp.wait_for(
@@ -254,18 +288,14 @@ class TestFailoverBehindHAProxy(TestFailover):
         ok = [good for _, good in load.outcomes]
         self.assertTrue(ok[-1], 'the endpoint does not answer after the '
                                 'failover')
-        [task] = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
-        [record] = cp.wait_task(task['id'])['params']['failovers']
+        record = self._failover_record(primary, replica)
         self.assertEqual('node down', record['signal'])
 
         # The node comes back: the old primary is an orphan and goes.
         index = [h for h, _ in self.computes].index(primary_host)
         cp.start_compute(primary_host, 'service', index)
         deadline = time.monotonic() + 60
-        while os.path.exists('/proc/%d' % old_pid):
-            with open('/proc/%d/stat' % old_pid) as f:
-                if f.read().split(')')[-1].split()[0] == 'Z':
-                    break
+        while _alive(old_pid):
             self.assertLess(time.monotonic(), deadline,
                             'the old primary still runs')
             time.sleep(0.2)
@@ -283,9 +313,7 @@ class TestHotStandby(FailoverTestBase):
 
     def _assert_serving(self, row: dict) -> None:
         """The instance's process lives and its own port answers."""
-        host = self.cp.ok('GET', '/v1/nodes/%d' % row['node_id'])[
-            'hostname']
-        pid = self._pid(host, row['id'])
+        pid = self._pid(self._host(row), row['id'])
         self.assertTrue(os.path.exists('/proc/%d' % pid),
                         'instance %s has no process' % row['id'])
         resp = requests.get('http://%s:%d/healthz' % (row['host'],
@@ -304,29 +332,14 @@ class TestHotStandby(FailoverTestBase):
         self.assertEqual(primary['id'], replica['replica_of'])
         self.assertNotEqual(primary['node_id'], replica['node_id'])
         self._assert_serving(replica)
-        primary_host = cp.ok('GET', '/v1/nodes/%d'
-                             % primary['node_id'])['hostname']
-
-        endpoint = service['endpoint']
-        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
-        hdrs = {'Authorization': 'Bearer ' + token}
-        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
-                            headers=hdrs, timeout=30).json()
-        pem = requests.get(url + '/v1/keys/%s/public-key' % key['key_id'],
-                           headers=hdrs, timeout=30).json()['public_key_pem']
-        load = TenantLoad(url, token, key['key_id'])
-        load.start()
-        self.addCleanup(load.stop)
+        primary_host = self._host(primary)
+        tenant = self._key_and_load(service, token)
+        load = tenant.load
         time.sleep(1)
 
         killed_at = time.monotonic()
         os.kill(self._pid(primary_host, primary['id']), signal.SIGKILL)
-        deadline = killed_at + 60
-        while load.recovered_after(killed_at) is None:
-            self.assertLess(time.monotonic(), deadline,
-                            'tenant calls did not recover')
-            time.sleep(0.1)
-        took = load.recovered_after(killed_at)
+        took = load.wait_recovered(killed_at)
         failed = sum(1 for when, ok in list(load.outcomes)
                      if when >= killed_at and not ok)
 
@@ -341,12 +354,7 @@ class TestHotStandby(FailoverTestBase):
         body = cp.wait_for('/v1/instances?service_id=%s' % service['id'],
                            settled, timeout=60)
         load.stop()
-        [task] = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
-        task = cp.wait_task(task['id'])
-        self.assertEqual('SUCCEEDED', task['state'], task)
-        [record] = task['params']['failovers']
-        self.assertEqual(primary['id'], record['failed'])
-        self.assertEqual(replica['id'], record['promoted'])
+        record = self._failover_record(primary, replica)
         figures = ('tenant recovery %.2f s (%d failed calls); promotion '
                    '%.3f s' % (took, failed, record['seconds']))
         self.addDetail('hot_takeover', content.text_content(figures))
@@ -360,14 +368,54 @@ class TestHotStandby(FailoverTestBase):
         [new_replica] = [r for r in body['instances']
                          if r['role'] == 'replica']
         self._assert_serving(new_replica)
-        self.assertEqual(endpoint, cp.ok(
+        self.assertEqual(service['endpoint'], cp.ok(
             'GET', '/v1/services/%s' % service['id'])['endpoint'])
-        sig = requests.post(
-            url + '/v1/keys/%s/sign' % key['key_id'],
-            json={'message': b64(MESSAGE)}, headers=hdrs, timeout=30)
-        self.assertEqual(200, sig.status_code, sig.text)
-        self.assertTrue(openssl_sm2_verify(
-            pem, MESSAGE, base64.b64decode(sig.json()['signature'])))
+        self._assert_still_signs(tenant)
         self.assertFalse(os.path.exists(
             os.path.join(cp.dir, 'compute-' + primary_host, 'workloads',
                          primary['id'])), 'the failed primary was kept')
+
+
+class TestHungInstance(FailoverTestBase):
+    """A primary that hangs without exiting (SIGSTOP) is failed by its
+    node's health probes and replaced by its replica on the same port."""
+
+    port_base = 22000
+
+    def test_hung_primary_is_replaced(self):
+        cp = self.cp
+        service, token = self._provision()
+        rows = self._instances(service['id'])
+        [primary], [replica] = rows['primary'], rows['replica']
+        tenant = self._key_and_load(service, token)
+        time.sleep(1)
+        pid = self._pid('service-1', primary['id'])
+        hung_at = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        took = tenant.load.wait_recovered(hung_at)
+        self.addDetail('recovery_seconds',
+                       content.text_content('%.2f' % took))
+        tenant.load.stop()
+        # Heartbeats every second, three failed probes of up to a second.
+        self.assertLess(took, 20.0)
+        cp.wait_for('/v1/instances?service_id=%s&role=primary'
+                    % service['id'], lambda b: [
+                        r['id'] for r in b['instances']] == [replica['id']]
+                    and b['instances'][0]['state'] == 'ACTIVE', timeout=60)
+        record = self._failover_record(primary, replica)
+        self.assertIn('health probes', record['signal'])
+        # The hung process is gone, not left holding memory or the port.
+        deadline = time.monotonic() + 30
+        while _alive(pid):
+            self.assertLess(time.monotonic(), deadline,
+                            'the hung primary still exists')
+            time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().split(')')[-1].split()[0] != 'Z'
+    except OSError:
+        return False

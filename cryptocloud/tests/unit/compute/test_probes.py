@@ -47,3 +47,57 @@ class ProbeParsingTest(testtools.TestCase):
             'x_total{op="a\\"b",type="c"} 2\nbad line\n# comment\n')
         self.assertEqual([('x_total', {'op': 'a\\"b', 'type': 'c'}, 2.0)],
                          samples)
+
+
+class HealthCountTest(testtools.TestCase):
+    """A running workload that stops answering is reported failing."""
+
+    def setUp(self):
+        super().setUp()
+        self.answers = []
+        self.prober = probes.Prober(unhealthy_threshold=3)
+        self.prober.healthz = lambda status: self.answers.pop(0)
+
+    def probe(self, workload_id='w1', state=base.RUNNING):
+        status = base.WorkloadStatus(workload_id, base.CRYPTOSERVICE, state,
+                                     port=1)
+        return self.prober.probe(status)
+
+    def test_hung_after_being_healthy(self):
+        self.answers = [200, None, None]
+        self.assertTrue(self.probe().healthy)
+        self.assertFalse(self.probe().failing)
+        self.assertFalse(self.probe().failing)
+        self.answers = [None]
+        status = self.probe()
+        self.assertTrue(status.failing)
+        self.assertFalse(status.healthy)
+        self.assertEqual('failed 3 health probes in a row (no answer from '
+                         '/healthz)', status.reason)
+        self.assertTrue(status.to_dict()['failing'])
+
+    def test_one_good_answer_starts_the_count_again(self):
+        self.answers = [200, None, None, 200, None, 503]
+        for _ in range(6):
+            self.assertFalse(self.probe().failing)
+
+    def test_still_starting_is_not_failing(self):
+        # Never healthy yet: the start path's timeout deals with it.
+        self.answers = [None] * 5
+        for _ in range(5):
+            self.assertFalse(self.probe().failing)
+
+    def test_stopped_and_forgotten_workloads_start_again(self):
+        self.answers = [200, None, None]
+        for _ in range(3):
+            self.probe()
+        self.probe(state=base.PREPARED)
+        self.answers = [None] * 3
+        for _ in range(3):
+            self.assertFalse(self.probe().failing)
+
+    def test_threshold_zero_never_fails(self):
+        self.prober.unhealthy_threshold = 0
+        self.answers = [200] + [None] * 10
+        for _ in range(11):
+            self.assertFalse(self.probe().failing)

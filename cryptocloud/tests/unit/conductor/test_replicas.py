@@ -1,5 +1,7 @@
 """Replicas and failover (claim 2) on SQLite with the fake compute."""
 
+from unittest import mock
+
 from cryptocloud.common import states
 from cryptocloud.conductor import manager
 from cryptocloud.conductor import reconciler
@@ -135,6 +137,32 @@ class TestReplicas(ReplicaTestCase):
         # Recorded once: a second heartbeat finds the task open.
         mgr.heartbeat({}, node['hostname'], [], {})
         self.assertEqual(1, len(runner.submitted))
+
+    def test_heartbeat_of_a_hung_primary_starts_a_failover(self):
+        service = self.make_service(instances=1, replicas=1)
+        [primary] = self.rows(service, 'primary')
+        node = self.db.get('nodes', primary['node_id'])
+        submitted = []
+        runner = mock.Mock(owner='conductor-1')
+        runner.submit.side_effect = lambda task_id: submitted.append(task_id)
+        mgr = manager.ConductorManager(self.db, runner)
+        # Unhealthy but not yet given up on by its node: nothing happens.
+        status = {'workload_id': primary['id'], 'kind': 'cryptoservice',
+                  'state': 'running', 'healthy': False,
+                  'reason': 'no answer from /healthz'}
+        mgr.heartbeat({}, node['hostname'], [status], {})
+        self.assertEqual([], submitted)
+        self.assertEqual(states.ACTIVE, self.db.get(
+            'service_instances', primary['id'])['state'])
+        mgr.heartbeat({}, node['hostname'], [dict(
+            status, failing=True, reason='failed 3 health probes in a row '
+                                         '(no answer from /healthz)')], {})
+        [task_id] = submitted
+        self.assertEqual(failover.ACTION,
+                         self.db.get('tasks', task_id)['action'])
+        failed = self.db.get('service_instances', primary['id'])
+        self.assertEqual(states.ERROR, failed['state'])
+        self.assertIn('health probes', failed['status_reason'])
 
     def test_without_a_ready_replica_the_reconciler_replaces(self):
         service = self.make_service(instances=1, replicas=0)
