@@ -7,6 +7,7 @@ import uuid
 
 import pecan
 from oslo_config import cfg
+from oslo_db import exception as db_exc
 from oslo_log import log as logging
 
 from cryptocloud.api import middleware
@@ -131,6 +132,12 @@ class ErrorHook(pecan.hooks.PecanHook):
 
     def on_error(self, state, exc):
         """A JSON response for ``exc``; None lets pecan or JsonErrors act."""
+        if isinstance(exc, db_exc.DBConnectionError):
+            # The database restarts or fails over: a temporary condition
+            # the caller may retry, not an internal error.
+            exc = exception.ServiceUnavailable(
+                reason='the control database cannot be reached; retry '
+                       'shortly')
         if not isinstance(exc, exception.CryptoCloudException):
             return None
         code = int(exc.code)

@@ -158,6 +158,13 @@ class VHSMUnavailable(ServiceUnavailable):
     msg_fmt = 'No vHSM of the group could be reached: %(reason)s'
 
 
+class KeystoreUnavailable(ServiceUnavailable):
+    """The vHSM group's keystore database does not answer (restarting)."""
+
+    msg_fmt = ('The keystore database cannot be reached (%(reason)s); '
+               'retry shortly.')
+
+
 class CryptoBackendError(CryptoCloudException):
     """The crypto library is missing something required (start-up error)."""
 

@@ -7,16 +7,61 @@ derived on the node and service credentials travel as SHA-256 hashes only.
 """
 
 import functools
+import time
 
 import oslo_messaging as messaging
+from oslo_log import log as logging
 
 from cryptocloud.common import context as cc_context
 from cryptocloud.common import exception
 from cryptocloud.common import rpc
 from cryptocloud.conf import CONF
 
+LOG = logging.getLogger(__name__)
+
 # Shared by this client and ComputeManager (the server).
 RPC_API_VERSION = '1.2'
+
+# Seconds between two sends of a call no queue took (see _NodeCall).
+UNROUTABLE_RETRY_INTERVAL = 0.5
+
+
+class _NodeCall:
+    """A client prepared for one node whose calls wait for its queue.
+
+    Calls go out with the mandatory flag (``at_least_once``): when no
+    queue is bound for the node, as in the seconds after a broker restart
+    before its daemon has declared its queue again, the broker returns
+    the message at once instead of dropping it, and the call is sent
+    again (it never reached the node, so this is safe) until the node
+    takes it or the call's timeout has passed.  Without it such a call
+    waited out the whole ``rpc_timeout`` for a reply.
+    """
+
+    def __init__(self, cctxt, host: str, timeout: float) -> None:
+        self._cctxt = cctxt
+        self._host = host
+        self._timeout = timeout
+
+    def call(self, ctxt, method: str, **kwargs):
+        """Call ``method`` on the node; its answer."""
+        deadline = time.monotonic() + self._timeout
+        sent_again = False
+        while True:
+            try:
+                return self._cctxt.call(ctxt, method, **kwargs)
+            except messaging.MessageUndeliverable:
+                if not sent_again:
+                    LOG.info('Compute node %s has no queue on the message '
+                             'bus yet (its daemon is reconnecting?); '
+                             'sending %s again.', self._host, method)
+                sent_again = True
+                if time.monotonic() >= deadline:
+                    raise exception.ServiceUnavailable(
+                        reason='compute node %s has no queue on the message '
+                               'bus (its daemon is stopped or reconnecting)'
+                               % self._host) from None
+                time.sleep(UNROUTABLE_RETRY_INTERVAL)
 
 
 class ComputeAPI:
@@ -57,8 +102,11 @@ class ComputeAPI:
         """Whether the cap allows sending messages of ``version``."""
         return self.client.can_send_version(version)
 
-    def _prepare(self, host: str, version: str = '1.0'):
-        return self.client.prepare(server=host, version=version)
+    def _prepare(self, host: str, version: str = '1.0') -> _NodeCall:
+        cctxt = self.client.prepare(
+            server=host, version=version,
+            transport_options=messaging.TransportOptions(at_least_once=True))
+        return _NodeCall(cctxt, host, self.client.timeout or 60)
 
     def _image_kwargs(self, image: str | None) -> tuple[str, dict]:
         if image is None:

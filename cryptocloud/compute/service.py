@@ -30,8 +30,11 @@ class ComputeService:
         self.manager = manager or manager_mod.ComputeManager()
         self.host = self.manager.host
         interval = self.manager.conf.heartbeat_interval
+        # retry=1: the heartbeat loop retries on its own; a call that
+        # waited for the broker would sleep out oslo.messaging's growing
+        # back-off and be heard late after the broker restarts.
         self.conductor = conductor_api or conductor_rpcapi.ConductorAPI(
-            timeout=max(5, 2 * interval))
+            timeout=max(5, 2 * interval), retry=1)
         self.registered = False
         self.heartbeats = 0
         # Orphans named by the previous heartbeat's answer.

@@ -4,14 +4,35 @@ Thin on purpose: each method hands its work to the task runner or to the
 node module and returns at once.  Long work never runs on the RPC thread.
 """
 
-import oslo_messaging as messaging
+import functools
 
+import oslo_messaging as messaging
+from oslo_db import exception as db_exc
+
+from cryptocloud.common import exception
 from cryptocloud.conductor import nodes
 from cryptocloud.conductor import reconciler
 from cryptocloud.conductor import rpcapi
 from cryptocloud.conductor.workflows import workloads as workloads_wf
 
 RPC_API_VERSION = rpcapi.RPC_API_VERSION
+
+
+def _database_required(func):
+    """Answer ServiceUnavailable while the control database is down.
+
+    The caller (a compute node's heartbeat) retries; an expected
+    exception is not logged with a traceback on every call of the
+    outage.
+    """
+    def unavailable(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except db_exc.DBConnectionError:
+            raise exception.ServiceUnavailable(
+                reason='the control database cannot be reached') from None
+    return functools.wraps(func)(messaging.expected_exceptions(
+        exception.ServiceUnavailable)(unavailable))
 
 
 class ConductorManager:
@@ -28,6 +49,11 @@ class ConductorManager:
         """Claim and start the task if a worker is free (else it waits)."""
         self._runner.submit(task_id)
 
+    def ping(self, context) -> dict:
+        """Answer at once: the caller checks the path through the bus."""
+        return {'ok': True}
+
+    @_database_required
     def register_node(self, context, host: str, address: str,
                       roles: list[str], vhsm_capacity: int,
                       instance_capacity: int) -> dict:
@@ -35,6 +61,7 @@ class ConductorManager:
         return nodes.register(self._db, host, address, roles, vhsm_capacity,
                               instance_capacity)
 
+    @_database_required
     def heartbeat(self, context, host: str, workloads: list[dict],
                   load: dict) -> dict:
         """Record the node alive and the states of its workloads.

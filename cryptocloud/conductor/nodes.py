@@ -2,6 +2,9 @@
 (with the workload states they report) and liveness."""
 
 import datetime
+import threading
+import time
+from collections.abc import Callable
 
 from oslo_log import log as logging
 
@@ -20,6 +23,57 @@ MISSING_REASON = 'missing from its node\'s heartbeat'
 HEARTBEAT_GRACE_SECONDS = 10
 # Per-workload figures a heartbeat carries (compute/probes.py).
 LOAD_FIGURES = ('requests_per_s', 'in_flight', 'p95_ms', 'cpu')
+
+
+class Hearing:
+    """Since when heartbeats can reach this conductor.
+
+    Heartbeats travel over the message bus and are recorded in the
+    control database: while either is unreachable every node looks
+    silent although none is.  The periodic pass says when the conductor
+    is deaf (its round trip through the bus failed, or the database) and
+    when it hears again; a node's silence means something only once the
+    conductor has heard for a whole ``heartbeat_timeout`` (also after
+    the conductor starts: heartbeats sent while no conductor ran were
+    lost).  Until then no node is marked DOWN, and the scheduler goes by
+    the nodes' states rather than the age of their last heartbeats.
+    """
+
+    def __init__(self, heartbeat_timeout: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.heartbeat_timeout = heartbeat_timeout
+        self._clock = clock
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    def heard(self) -> None:
+        """Heartbeats can arrive now (the bus and the database answer)."""
+        with self._lock:
+            if self._since is None:
+                self._since = self._clock()
+                LOG.info('Heartbeats can reach this conductor; silent '
+                         'nodes are marked DOWN after %d s more.',
+                         self.heartbeat_timeout)
+
+    def deaf(self, why: str) -> None:
+        """Heartbeats cannot arrive now, for the reason ``why``."""
+        with self._lock:
+            if self._since is not None:
+                LOG.warning('Heartbeats cannot reach this conductor (%s); '
+                            'no node is marked DOWN until they have for '
+                            '%d s.', why, self.heartbeat_timeout)
+            self._since = None
+
+    def now(self) -> bool:
+        """Whether heartbeats can arrive now (as last found)."""
+        with self._lock:
+            return self._since is not None
+
+    def long_enough(self) -> bool:
+        """Whether a node silent for the timeout really is silent."""
+        with self._lock:
+            return (self._since is not None and self._clock() - self._since
+                    >= self.heartbeat_timeout)
 
 
 def jsonable(row: dict) -> dict:

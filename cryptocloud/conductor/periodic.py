@@ -8,10 +8,22 @@ updates, and tasks run only under a claimed lease.
 The pressure balancer (``balancer.py``) runs on its own thread every
 ``[conductor] balancer_interval`` seconds, so a slow reconcile pass
 never delays a scale-out.
+
+A node is called silent only when the conductor could have heard it
+(``nodes.Hearing``).  Before each liveness pass the conductor checks its
+own round trip through the bus (``bus_check``), and a pass that finds
+the control database unreachable notes it; after such an outage, and
+after the conductor starts, the nodes get a whole ``heartbeat_timeout``
+of working bus and database to be heard again before any is marked
+DOWN.  Otherwise a broker restart longer than the timeout would fail
+every workload and rebuild them all.
 """
 
 import threading
+import time
+from collections.abc import Callable
 
+from oslo_db import exception as db_exc
 from oslo_log import log as logging
 
 from cryptocloud.common import exception
@@ -28,13 +40,21 @@ class PeriodicTasks:
 
     def __init__(self, db, runner, *, interval: float,
                  heartbeat_timeout: int, balancer=None,
-                 balancer_interval: float | None = None) -> None:
+                 balancer_interval: float | None = None,
+                 bus_check: Callable[[], object] | None = None,
+                 hearing: nodes.Hearing | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._db = db
         self._runner = runner
         self._interval = interval
         self._heartbeat_timeout = heartbeat_timeout
         self._balancer = balancer
         self._balancer_interval = balancer_interval or interval
+        self._bus_check = bus_check
+        # Shared with the scheduler, which trusts heartbeat ages only
+        # when this says they mean something.
+        self.hearing = hearing or nodes.Hearing(heartbeat_timeout,
+                                                clock=clock)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop,
                                         name='conductor-periodic',
@@ -79,16 +99,52 @@ class PeriodicTasks:
             self.run_once()
 
     def run_once(self) -> None:
-        """One pass of every periodic task; a failing one spares the rest."""
+        """One pass of every periodic task; a failing one spares the rest.
+
+        While the bus is down (``check_nodes`` found no round trip) no
+        task is started: its calls to compute nodes would wait for the
+        broker and then, sent before the nodes' queues are declared
+        again, be lost and wait out ``rpc_timeout``.
+        """
         for step in (self.check_nodes, self.recover_tasks, self.reconcile):
+            if step != self.check_nodes and not self.hearing.now():
+                LOG.debug('Periodic task %s skipped: heartbeats cannot '
+                          'reach this conductor.', step.__name__)
+                continue
             try:
                 step()
+            except db_exc.DBConnectionError as exc:
+                # Heartbeats cannot be recorded either.
+                self.hearing.deaf('the control database is unreachable: %s'
+                                  % type(exc.inner_exception
+                                         or exc).__name__)
+                LOG.warning('Periodic task %s failed: the control '
+                            'database is unreachable.', step.__name__)
             except Exception:  # noqa: BLE001 - next pass tries again
                 LOG.exception('Periodic task %s failed.', step.__name__)
 
+    def check_hearing(self) -> bool:
+        """Whether heartbeats could reach this conductor for a whole
+        ``heartbeat_timeout``, so that a silent node is really silent."""
+        if self._bus_check is not None:
+            try:
+                self._bus_check()
+            except Exception as exc:  # noqa: BLE001 - any failure is deaf
+                self.hearing.deaf('no round trip through the message '
+                                  'bus: %s' % type(exc).__name__)
+                return False
+        self.hearing.heard()
+        return self.hearing.long_enough()
+
     def check_nodes(self) -> list[dict]:
         """Mark silent nodes DOWN and their workloads ERROR; a node that
-        went down takes its primaries with it, so failover starts now."""
+        went down takes its primaries with it, so failover starts now.
+
+        Does nothing until :meth:`check_hearing`: a node is not silent
+        when its heartbeats could not arrive.
+        """
+        if not self.check_hearing():
+            return []
         down = nodes.check_liveness(self._db, base.utcnow(),
                                     self._heartbeat_timeout)
         if down:

@@ -13,7 +13,7 @@ from cryptocloud.common import context as cc_context
 from cryptocloud.common import rpc
 
 # Shared by this client and ConductorManager (the server).
-RPC_API_VERSION = '1.0'
+RPC_API_VERSION = '1.1'
 
 
 class ConductorAPI:
@@ -23,16 +23,26 @@ class ConductorAPI:
 
     | 1.0 - Initial version: do_task (cast), register_node (call),
     |       heartbeat (call).
+    | 1.1 - ping (call): a conductor checks its own path through the
+    |       message bus.
     """
 
     RPC_API_VERSION = RPC_API_VERSION
 
     def __init__(self, *, version_cap: str | None = None,
-                 timeout: int | None = None) -> None:
+                 timeout: int | None = None,
+                 retry: int | None = None) -> None:
         # ``version_cap`` pins what this client sends during a rolling
         # upgrade (a newer API talking to older conductors).
         self._version_cap = version_cap
         self._timeout = timeout
+        # Reconnections tried before a call fails while the broker is
+        # unreachable; None waits for it however long it takes, backing
+        # off up to [oslo_messaging_rabbit] rabbit_interval_max between
+        # tries.  A caller that retries on its own (heartbeats) passes a
+        # small number, so that its first try after the broker is back
+        # goes through instead of sleeping out the back-off.
+        self._retry = retry
 
     @functools.cached_property
     def client(self) -> messaging.RPCClient:
@@ -59,7 +69,7 @@ class ConductorAPI:
                       address: str, roles: list[str], vhsm_capacity: int,
                       instance_capacity: int) -> dict:
         """Register (or update) the compute node ``host``; return its row."""
-        cctxt = self.client.prepare(version='1.0')
+        cctxt = self.client.prepare(version='1.0', retry=self._retry)
         return cctxt.call(ctxt, 'register_node', host=host, address=address,
                           roles=list(roles), vhsm_capacity=vhsm_capacity,
                           instance_capacity=instance_capacity)
@@ -67,6 +77,19 @@ class ConductorAPI:
     def heartbeat(self, ctxt: cc_context.RequestContext, host: str,
                   workloads: list[dict], load: dict) -> dict:
         """Report that ``host`` is alive, with its workloads and load."""
-        cctxt = self.client.prepare(version='1.0')
+        cctxt = self.client.prepare(version='1.0', retry=self._retry)
         return cctxt.call(ctxt, 'heartbeat', host=host,
                           workloads=list(workloads), load=dict(load))
+
+    def ping(self, ctxt: cc_context.RequestContext, host: str,
+             timeout: float) -> dict:
+        """Call the conductor ``host`` through the bus and back.
+
+        A conductor pings itself to learn whether heartbeats can reach
+        it; raises (``MessageDeliveryFailure``, ``MessagingTimeout``)
+        when the bus is down, after one reconnection at most: the caller
+        must not wait out the outage.
+        """
+        cctxt = self.client.prepare(server=host, version='1.1',
+                                    timeout=timeout, retry=1)
+        return cctxt.call(ctxt, 'ping')

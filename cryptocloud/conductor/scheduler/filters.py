@@ -40,6 +40,10 @@ class Request:
     kind: Kind
     now: datetime.datetime
     heartbeat_timeout: int
+    # False while the conductor has not heard for a whole timeout (after
+    # a broker or database outage, or its own start): a node's last
+    # heartbeat is then old for want of a bus, not of a node.
+    trust_heartbeats: bool = True
     # Node ids never to use (hard anti-affinity).
     exclude: frozenset = frozenset()
     # Node id -> members of the same vHSM group or service already there
@@ -102,13 +106,16 @@ class UpFilter(Filter):
     """The node is UP and has sent a heartbeat recently.
 
     Both are checked: a node's state turns DOWN only at the next liveness
-    pass, and new work must not go to it meanwhile.
+    pass, and new work must not go to it meanwhile.  The heartbeat's age
+    only when the conductor could have heard it (``trust_heartbeats``).
     """
 
     def passes(self, node: dict, request: Request) -> bool:
         """Whether the node is UP with a fresh heartbeat."""
         if node.get('state') != states.NODE_UP:
             return False
+        if not request.trust_heartbeats:
+            return True
         last = node.get('last_heartbeat')
         if last is None:
             return False

@@ -78,9 +78,16 @@ def select(nodes: list[dict], request: filters.Request, count: int, *,
 class Scheduler:
     """Selects hosts from the nodes and usage in the control database."""
 
-    def __init__(self, db, *, heartbeat_timeout: int) -> None:
+    def __init__(self, db, *, heartbeat_timeout: int,
+                 hearing=None) -> None:
         self._db = db
         self._heartbeat_timeout = heartbeat_timeout
+        # A conductor.nodes.Hearing: heartbeat ages count only once the
+        # conductor has heard for a whole timeout.  None: always.
+        self._hearing = hearing
+
+    def _trust_heartbeats(self) -> bool:
+        return self._hearing is None or self._hearing.long_enough()
 
     def select_hosts(self, kind: str, count: int, *,
                      exclude: Iterable[int] = (),
@@ -100,6 +107,7 @@ class Scheduler:
         request = filters.Request(
             kind=filters.KINDS[kind], now=now,
             heartbeat_timeout=self._heartbeat_timeout,
+            trust_heartbeats=self._trust_heartbeats(),
             exclude=frozenset(exclude),
             spread=collections.Counter(n for n in spread if n is not None),
             usage=copy.deepcopy(self._db.node_usage()))
@@ -160,6 +168,7 @@ class Scheduler:
         request = filters.Request(
             kind=filters.KINDS[kind], now=now,
             heartbeat_timeout=self._heartbeat_timeout,
+            trust_heartbeats=self._trust_heartbeats(),
             usage=self._db.node_usage())
         nodes = self._db.list('nodes')
         eligible = nodes

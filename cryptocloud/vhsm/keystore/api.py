@@ -16,6 +16,8 @@ are converted.
 
 import dataclasses
 import datetime
+import functools
+import time
 from collections.abc import Callable
 from collections.abc import Iterable
 from typing import TypeVar
@@ -103,6 +105,34 @@ def _retry_on_deadlock(func: _F) -> _F:
         retry_on_deadlock=True, jitter=True)(func)
 
 
+# Seconds between two warnings that the keystore is unreachable: every
+# request fails while it is, and the log must not grow with the load.
+_UNREACHABLE_WARNING_INTERVAL = 10.0
+_last_unreachable_warning = [-_UNREACHABLE_WARNING_INTERVAL]
+
+
+def _unavailable_when_unreachable(func: _F) -> _F:
+    # A keystore that restarts or fails over is a temporary condition
+    # of the service (503, retry), not an internal error of the vHSM.
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except db_exc.DBConnectionError as exc:
+            now = time.monotonic()
+            if (now - _last_unreachable_warning[0]
+                    >= _UNREACHABLE_WARNING_INTERVAL):
+                _last_unreachable_warning[0] = now
+                LOG.warning('The keystore database is unreachable (%s in '
+                            '%s); requests that need it fail with 503 '
+                            'until it answers again.',
+                            type(exc.inner_exception or exc).__name__,
+                            func.__name__)
+            raise exception.KeystoreUnavailable(
+                reason='connection lost or refused') from None
+    return wrapper  # type: ignore[return-value]
+
+
 _KEY_COLUMNS = (
     _KEYS.c.id, _KEYS.c.group_id, _KEYS.c.project_id, _KEYS.c.name,
     _KEYS.c.description, _KEYS.c.algorithm, _KEYS.c.purpose, _KEYS.c.state,
@@ -173,6 +203,7 @@ class Keystore:
         """Close every pooled connection."""
         self._engine.dispose()
 
+    @_unavailable_when_unreachable
     def check_schema(self) -> None:
         """Refuse to run against a database not migrated to the head."""
         expected = migration.head('keystore')
@@ -185,6 +216,7 @@ class Keystore:
 
     # -- domain key -------------------------------------------------------
 
+    @_unavailable_when_unreachable
     def get_domain_key(self, group_id: str) -> bytes | None:
         """The group's sealed domain key, or None if none is stored yet."""
         with engines.reader(self._engine) as conn:
@@ -192,6 +224,7 @@ class Keystore:
                                   {'group_id': group_id}).scalar()
         return None if sealed is None else bytes(sealed)
 
+    @_unavailable_when_unreachable
     def put_domain_key(self, group_id: str, sealed: bytes) -> bytes:
         """Store the sealed domain key unless a member already did.
 
@@ -218,6 +251,7 @@ class Keystore:
 
     # -- keys -------------------------------------------------------------
 
+    @_unavailable_when_unreachable
     @_retry_on_deadlock
     def create_key(self, record: KeyRecord,
                    first_version: KeyVersionRecord) -> KeyRecord:
@@ -249,6 +283,7 @@ class Keystore:
             return DuplicateKeyId(key_id=record.key_id)
         return exception.KeyNameExists(name=record.name)
 
+    @_unavailable_when_unreachable
     def get_key(self, group_id: str, key_id: str) -> KeyRecord:
         """The key ``key_id`` of the group, or KeyNotFound."""
         with engines.reader(self._engine) as conn:
@@ -258,6 +293,7 @@ class Keystore:
             raise exception.KeyNotFound(key_id=key_id)
         return _key_record(row)
 
+    @_unavailable_when_unreachable
     def list_keys(self, group_id: str, project_id: str, *, limit: int = 100,
                   marker: str | None = None,
                   state: str | None = None) -> list[KeyRecord]:
@@ -285,6 +321,7 @@ class Keystore:
             rows = conn.execute(query).all()
         return [_key_record(row) for row in rows]
 
+    @_unavailable_when_unreachable
     def get_version(self, key_id: str, version: int) -> KeyVersionRecord:
         """One wrapped version of a key, or KeyVersionNotFound."""
         with engines.reader(self._engine) as conn:
@@ -298,6 +335,7 @@ class Keystore:
             wrapped=bytes(row.wrapped), public_key=row.public_key,
             created_at=row.created_at)
 
+    @_unavailable_when_unreachable
     @_retry_on_deadlock
     def add_version(self, group_id: str, key_id: str,
                     version: KeyVersionRecord) -> KeyRecord:
@@ -334,6 +372,7 @@ class Keystore:
                                           'group_id': group_id}).first()
         return _key_record(row)
 
+    @_unavailable_when_unreachable
     @_retry_on_deadlock
     def update_key(self, group_id: str, key_id: str, values: dict, *,
                    expect_states: Iterable[str] | None = None,
@@ -380,6 +419,7 @@ class Keystore:
             raise exception.KeyNotFound(key_id=key_id)
         return state
 
+    @_unavailable_when_unreachable
     @_retry_on_deadlock
     def purge_due(self, group_id: str, now: datetime.datetime) -> list[str]:
         """Destroy keys pending deletion whose date is <= ``now``."""
