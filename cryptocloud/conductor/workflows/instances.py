@@ -149,11 +149,16 @@ def converge_service(wf: base.WorkflowContext, service: dict) -> dict:
     if proxy.enabled(CONF):
         service = proxy.allocate_port(wf.db, CONF, service)
     wait_for_group(wf, group_id)
-    vhsms = wf.db.list('vhsms', filters={'group_id': group_id,
-                                         'state': states.ACTIVE})
-    if not vhsms:
-        raise base.WorkflowError(
-            reason='vHSM group %s has no ACTIVE vHSM' % group_id)
+
+    def active_vhsms() -> list[dict]:
+        return wf.db.list('vhsms', filters={'group_id': group_id,
+                                            'state': states.ACTIVE})
+    # An ACTIVE group may have no ACTIVE vHSM for a moment: its members
+    # are being replaced (after a restart, the group's reconcile runs
+    # beside this one).  Wait for one within the deadline.
+    wf.wait_until(lambda: bool(active_vhsms()),
+                  'an ACTIVE vHSM in group %s' % group_id)
+    vhsms = active_vhsms()
     creds = credentials(wf.db, service_id)
     vhsm_ids = [v['id'] for v in vhsms]
     fleet = workloads.Fleet(

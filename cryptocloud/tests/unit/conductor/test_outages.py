@@ -13,10 +13,12 @@ from cryptocloud.common import threading_backend  # noqa: F401
 # isort: split
 
 import datetime
+import types
 from unittest import mock
 
 import fixtures
 import oslo_messaging as messaging
+import testtools
 from oslo_db import exception as db_exc
 
 from cryptocloud.common import exception
@@ -229,3 +231,16 @@ class TestManagerWithoutDatabase(base.ConductorTestCase):
     def test_other_errors_are_unchanged(self):
         self.assertRaises(exception.NotFound, self.mgr.heartbeat, {}, 'nx',
                           [], {})
+
+
+class InProcessBusTest(testtools.TestCase):
+    """The all-in-one's fake:// bus has no broker to lose: no self-ping."""
+
+    def test_only_a_broker_is_pinged(self):
+        from cryptocloud.conductor import service
+
+        for url, expected in (('fake://', True),
+                              ('rabbit://guest:guest@127.0.0.1:5672/', False),
+                              (None, False)):
+            conf = types.SimpleNamespace(transport_url=url)
+            self.assertEqual(expected, service.in_process_bus(conf), url)
