@@ -610,6 +610,13 @@ class DockerDriverTest(base.ComputeTestCase):
         except OSError:
             pass  # it died answering
         status = self.wait_state(driver, 'vhsm-1', driver_base.EXITED)
+        # The engine may record the exit (137) a moment before it hears
+        # of the OOM kill; a later status (the next heartbeat) says so.
+        deadline = time.monotonic() + 10
+        while ('OOMKilled' not in status.reason
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+            status = driver.status('vhsm-1')
         self.assertIn('OOMKilled', status.reason)
         self.assertIn('limit 64 MiB', status.reason)
 
