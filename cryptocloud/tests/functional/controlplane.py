@@ -24,8 +24,11 @@ from testtools import content
 from cryptocloud.common import secretfile
 from cryptocloud.common import workloads
 from cryptocloud.db import migration
+from cryptocloud.tests import ports
 
 HOST = '127.0.0.1'
+# The workload ports of one compute daemon.
+PORTS_PER_NODE = 200
 ADMIN = ('admin', 'admin-secret-pw')
 TENANT = ('alice', 'alice-secret-pw')
 TENANT_PROJECT = 'project-a'
@@ -200,7 +203,7 @@ class ControlPlane(AdminClient, fixtures.Fixture):
                  heartbeat_timeout: int = 10, periodic_interval: int = 2,
                  compute_driver: str = 'process',
                  compute_groups: dict | None = None,
-                 port_base: int = 21000,
+                 port_base: int | None = None,
                  conductor_groups: dict | None = None,
                  api_groups: dict | None = None):
         super().__init__()
@@ -211,6 +214,8 @@ class ControlPlane(AdminClient, fixtures.Fixture):
         self.compute_driver = compute_driver
         # Extra config groups of every compute daemon ([docker]...).
         self.compute_groups = compute_groups or {}
+        # Each compute daemon gets 200 ports from here; by default from
+        # a block this test holds (tests/ports.py).
         self.port_base = port_base
         self.database_url = database_url
         self.keystore_url = keystore_url
@@ -235,6 +240,9 @@ class ControlPlane(AdminClient, fixtures.Fixture):
         migration.upgrade(self.database_url, schema='control')
         migration.upgrade(self.keystore_url, schema='keystore')
         self.api_port = workloads.free_port()
+        if self.port_base is None:
+            self.port_base = self.useFixture(ports.PortBlock(
+                PORTS_PER_NODE * len(self.compute_specs))).start
         self.processes: dict[str, workloads.LocalProcess] = {}
         self.start_conductor()
         for index, (host, roles) in enumerate(self.compute_specs):
@@ -290,12 +298,13 @@ class ControlPlane(AdminClient, fixtures.Fixture):
     def start_compute(self, host: str, roles: str, index: int) -> None:
         """Start (or restart) the compute daemon named ``host``."""
         groups = self._common()
-        base = self.port_base + index * 200
+        base = self.port_base + index * PORTS_PER_NODE
         groups['compute'] = {
             'host': host, 'address': HOST, 'roles': roles,
             'driver': self.compute_driver,
             'state_path': os.path.join(self.dir, 'compute-' + host),
-            'port_range_start': base, 'port_range_end': base + 199,
+            'port_range_start': base,
+            'port_range_end': base + PORTS_PER_NODE - 1,
             'heartbeat_interval': 1,
             'master_key_file': self.master_key,
             'group_secret_seed_file': self.seed,

@@ -16,15 +16,18 @@ import fixtures
 import requests
 
 from cryptocloud.common import workloads
+from cryptocloud.tests import ports
 from cryptocloud.tests.functional import controlplane
 
 
 class InProcessControlPlane(controlplane.AdminClient, fixtures.Fixture):
     """cryptocloud-all-in-one with ``computes`` as a child process."""
 
-    def __init__(self, computes: tuple, *, port_range: tuple[int, int]):
+    def __init__(self, computes: tuple, *,
+                 port_range: tuple[int, int] | None = None):
         super().__init__()
         self.compute_specs = computes
+        # The nodes' workload ports; by default a block the test holds.
         self.port_range = port_range
 
     def _setUp(self):
@@ -33,6 +36,10 @@ class InProcessControlPlane(controlplane.AdminClient, fixtures.Fixture):
         # Workloads outlive the all-in-one (--keep-workloads); not the test.
         self.addCleanup(controlplane.kill_processes_under, self.state)
         self.api_port = workloads.free_port()
+        if self.port_range is None:
+            block = self.useFixture(ports.PortBlock(
+                controlplane.PORTS_PER_NODE * len(self.compute_specs)))
+            self.port_range = (block.start, block.end)
         self.url = 'http://%s:%d' % (controlplane.HOST, self.api_port)
         self.session = requests.Session()
         self.addCleanup(self.session.close)

@@ -15,6 +15,7 @@ import fixtures
 import testtools
 from testtools import content
 
+from cryptocloud.tests import ports
 from cryptocloud.tests.functional import controlplane
 
 
@@ -25,7 +26,7 @@ class TestAllInOne(testtools.TestCase):
             [sys.executable, '-m', 'cryptocloud.cmd.all_in_one',
              '--state-dir', state, '--api-port', '0', '--computes', '3',
              '--vhsms', '3', '--instances', '2', '--no-wait',
-             '--port-range', '20000-20999'],
+             '--port-range', '%d-%d' % (self.ports.start, self.ports.end)],
             capture_output=True, text=True, timeout=300)
         self.assertEqual(0, result.returncode,
                          result.stdout[-3000:] + result.stderr[-3000:])
@@ -45,6 +46,7 @@ class TestAllInOne(testtools.TestCase):
     def test_provision_sign_and_restart(self):
         state = os.path.join(self.useFixture(fixtures.TempDir()).path,
                              'aio')
+        self.ports = self.useFixture(ports.PortBlock(600))
         self.addCleanup(controlplane.kill_processes_under, state)
         self.addOnException(self._attach_log(state))
         out = self._run(state)

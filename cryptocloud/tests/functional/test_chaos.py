@@ -70,7 +70,6 @@ class _ChaosScenarios:
     computes = (('device-1', 'device'), ('device-2', 'device'),
                 ('service-1', 'service'))
     compute_driver = 'process'
-    port_base = 31000
 
     def compute_groups(self) -> dict | None:
         return None
@@ -92,7 +91,7 @@ class _ChaosScenarios:
             self, self.mariadb.create_database(),
             self.mariadb.create_database(), self.rabbit.url,
             computes=self.computes, compute_driver=self.compute_driver,
-            compute_groups=self.compute_groups(), port_base=self.port_base,
+            compute_groups=self.compute_groups(),
             heartbeat_timeout=HEARTBEAT_TIMEOUT)
         self.before_provisioning()
         self.group_id, self.service, token = self._provision()
@@ -405,7 +404,6 @@ class TestChaosDocker(_ChaosScenarios, testtools.TestCase):
     reach the private MariaDB on 127.0.0.1 as the daemons do."""
 
     compute_driver = 'docker'
-    port_base = 33000
 
     def prepare(self) -> None:
         self.env = docker_env.require(self)

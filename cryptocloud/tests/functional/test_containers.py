@@ -49,7 +49,7 @@ class TestContainers(testtools.TestCase):
         self.addCleanup(self._remove_containers)
         self.cp = controlplane.start_control_plane(
             self, computes=self.hosts, compute_driver='docker',
-            compute_groups=self.env.compute_groups(), port_base=24000)
+            compute_groups=self.env.compute_groups())
         self.env.publish_images(self.cp.database_url)
 
     def _containers(self, all_states: bool = True) -> list:

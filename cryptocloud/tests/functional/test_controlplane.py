@@ -192,7 +192,7 @@ class TestControlPlaneInProcessSQLite(ControlPlaneScenarios,
     def setUp(self):
         super().setUp()
         self.cp = self.useFixture(inprocess.InProcessControlPlane(
-            COMPUTES, port_range=(25000, 25999)))
+            COMPUTES))
         self.addOnException(self.cp.attach_diagnostics(self))
         self.cp.wait_for('/v1/nodes', lambda b: len(
             [n for n in b['nodes'] if n['state'] == 'UP']) == len(COMPUTES))

@@ -36,7 +36,6 @@ class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
 
     roles = ('device', 'service')
     same_node = True
-    port_base = 35000
 
     def conductor_groups(self) -> dict:
         return {}
@@ -55,7 +54,6 @@ class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
         self.cp = controlplane.start_control_plane(
             self, computes=self.hosts, compute_driver='docker',
             compute_groups=self.env.compute_groups(),
-            port_base=self.port_base,
             conductor_groups=self.conductor_groups())
         self.env.publish_images(self.cp.database_url)
 
@@ -239,7 +237,6 @@ class TestDockerFailoverBehindHAProxy(TestDockerFailover):
 
     roles = ('device', 'service', 'service')
     same_node = False
-    port_base = 37000
 
     def conductor_groups(self) -> dict:
         return haproxy_groups(self)

@@ -173,7 +173,6 @@ class FailoverTestBase(FailoverChecks, testtools.TestCase):
     """The control plane of a failover test, and what its tests share."""
 
     computes = (('device-1', 'device'), ('service-1', 'service'))
-    port_base = 27000
 
     def conductor_groups(self) -> dict:
         return {}
@@ -181,7 +180,7 @@ class FailoverTestBase(FailoverChecks, testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.cp = controlplane.start_control_plane(
-            self, computes=self.computes, port_base=self.port_base,
+            self, computes=self.computes,
             conductor_groups=self.conductor_groups())
 
     def _provision(self, **extra):
@@ -259,7 +258,6 @@ class TestFailoverBehindHAProxy(TestFailover):
     computes = (('device-1', 'device'), ('service-1', 'service'),
                 ('service-2', 'service'))
     same_node = False
-    port_base = 29000
 
     def conductor_groups(self) -> dict:
         return haproxy_groups(self)
@@ -306,7 +304,6 @@ class TestHotStandby(FailoverTestBase):
 
     computes = (('device-1', 'device'), ('service-1', 'service'),
                 ('service-2', 'service'))
-    port_base = 39000
 
     def conductor_groups(self) -> dict:
         return haproxy_groups(self)
@@ -380,7 +377,6 @@ class TestHungInstance(FailoverTestBase):
     """A primary that hangs without exiting (SIGSTOP) is failed by its
     node's health probes and replaced by its replica on the same port."""
 
-    port_base = 22000
 
     def test_hung_primary_is_replaced(self):
         cp = self.cp

@@ -126,7 +126,7 @@ class TestPressureScalingRabbitMariaDB(testtools.TestCase):
         self.cp = controlplane.start_control_plane(
             self, computes=(('device-1', 'device'), ('service-1', 'service'),
                             ('service-2', 'service')),
-            periodic_interval=1, port_base=23000,
+            periodic_interval=1,
             conductor_groups={'conductor': {'balancer_interval': 1}})
 
     def counts(self, service_id: str, group_id: str) -> tuple[int, int]:

@@ -1,12 +1,12 @@
 """A compute node's files in a temporary directory, for the unit tests.
 
 Real secret files, a real SQLite keystore upgraded to the head, and the
-``[compute]`` options pointing at them; ports come from a random range so
-that parallel test workers do not meet.
+``[compute]`` options pointing at them; ports come from a block the test
+holds (:mod:`cryptocloud.tests.ports`), so that parallel test workers do
+not meet.
 """
 
 import os
-import random
 
 import fixtures
 import testtools
@@ -17,6 +17,7 @@ from cryptocloud.compute.drivers import process
 from cryptocloud.conf import CONF
 from cryptocloud.db import migration
 from cryptocloud.tests import db as test_db
+from cryptocloud.tests import ports
 
 
 class ComputeTestCase(testtools.TestCase):
@@ -33,8 +34,9 @@ class ComputeTestCase(testtools.TestCase):
         secretfile.create_secret_file(self.seed_file)
         self.database = self.useFixture(test_db.Database('sqlite'))
         migration.upgrade(self.database.url)
-        start = random.randrange(30000, 60000, 100)
-        self.port_range = (start, start + 99)
+        block = self.useFixture(ports.PortBlock(100))
+        start = block.start
+        self.port_range = (start, block.end)
         for name, value in (
                 ('host', 'node-1'), ('address', '127.0.0.1'),
                 ('state_path', self.state_path),
