@@ -84,6 +84,27 @@ class RabbitVhost(fixtures.Fixture):
                        capture_output=True, timeout=60)
 
 
+def tenant_sm2_key(endpoint: dict, token: str) -> tuple[str, str, str]:
+    """An SM2 key a tenant makes through its service ``endpoint``.
+
+    Returns the service's base URL, the key's id and its public key PEM.
+    """
+    url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
+    hdrs = {'Authorization': 'Bearer ' + token}
+    key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
+                        headers=hdrs, timeout=30)
+    if key.status_code != 201:
+        raise AssertionError('POST /v1/keys -> %d %s'
+                             % (key.status_code, key.text[:800]))
+    key_id = key.json()['key_id']
+    pem = requests.get(url + '/v1/keys/%s/public-key' % key_id,
+                       headers=hdrs, timeout=30)
+    if pem.status_code != 200:
+        raise AssertionError('GET public-key -> %d %s'
+                             % (pem.status_code, pem.text[:800]))
+    return url, key_id, pem.json()['public_key_pem']
+
+
 def kill_processes_under(path: str) -> list[int]:
     """SIGKILL every process whose command line names ``path``."""
     killed = []
@@ -191,6 +212,34 @@ class AdminClient:
                              lambda t: t['state'] in ('SUCCEEDED', 'FAILED'),
                              timeout)
         return task
+
+    def wait_succeeded(self, task_id: str, timeout: float = 120.0) -> dict:
+        """The task once SUCCEEDED; AssertionError (with it) if it fails."""
+        task = self.wait_task(task_id, timeout)
+        if task['state'] != 'SUCCEEDED':
+            raise AssertionError('task %s ended %s: %s'
+                                 % (task_id, task['state'], task))
+        return task
+
+    def provision(self, size: int = 2, instances: int = 1,
+                  replicas: int = 0, group_name: str = 'g',
+                  timeout: float = 120.0, **service) -> tuple:
+        """A vHSM group of ``size`` and a service on it, both built.
+
+        ``service``: more fields of the service (``name``, ``standby``...).
+        Returns the group's id, the service as the API shows it, and the
+        tenant's credential token.
+        """
+        made = self.ok('POST', '/v1/vhsm_groups',
+                       {'name': group_name, 'size': size})
+        group_id = made['vhsm_group']['id']
+        self.wait_succeeded(made['task']['id'], timeout)
+        made = self.ok('POST', '/v1/services', {
+            'name': 'pay', 'vhsm_group_id': group_id,
+            'instances': instances, 'replicas': replicas, **service})
+        self.wait_succeeded(made['task']['id'], timeout)
+        shown = self.ok('GET', '/v1/services/%s' % made['service']['id'])
+        return group_id, shown, made['credential']['token']
 
 
 class ControlPlane(AdminClient, fixtures.Fixture):

@@ -20,6 +20,13 @@ import os
 
 import testtools
 
+from cryptocloud.compute.drivers import docker as docker_driver
+
+# The labels the Docker driver puts on every container it makes.
+HOST_LABEL = docker_driver.LABEL_PREFIX + 'host'
+ID_LABEL = docker_driver.LABEL_PREFIX + 'workload_id'
+PREPARED_LABEL = docker_driver.LABEL_PREFIX + 'prepared'
+
 _REQUIRED = ('CRYPTOCLOUD_TEST_DOCKER_URL', 'CRYPTOCLOUD_TEST_REGISTRY',
              'CRYPTOCLOUD_TEST_VHSM_IMAGE',
              'CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE')
@@ -52,6 +59,21 @@ class DockerEnv:
                            'vhsm_memory_mb': 256,
                            'instance_memory_mb': 256},
                 'registry': registry}
+
+    def node_containers(self, test: testtools.TestCase,
+                        hosts: tuple) -> 'NodeContainers':
+        """The containers of the compute nodes ``hosts`` (name, roles).
+
+        Call it before starting the control plane: its cleanup, which
+        removes every container of those nodes, then runs after the
+        control plane's own (which kills the daemons, not what they
+        started).
+        """
+        client = self.client()
+        test.addCleanup(client.close)
+        found = NodeContainers(client, tuple(host for host, _ in hosts))
+        test.addCleanup(found.remove_all)
+        return found
 
     def publish_images(self, database_url: str) -> None:
         """Record the pushed images as `images build --push` would."""
@@ -88,3 +110,37 @@ def require(test: testtools.TestCase) -> DockerEnv:
         registry_password=env.get('CRYPTOCLOUD_TEST_REGISTRY_PASSWORD'),
         vhsm_image=env['CRYPTOCLOUD_TEST_VHSM_IMAGE'],
         cryptoservice_image=env['CRYPTOCLOUD_TEST_CRYPTOSERVICE_IMAGE'])
+
+
+class NodeContainers:
+    """The containers some compute nodes made on the shared test engine.
+
+    Node names are unique to a test, and every container carries its
+    node's name as a label; other tests' containers are never seen.
+    """
+
+    def __init__(self, client, hosts: tuple[str, ...]):
+        self.client = client
+        self.hosts = hosts
+
+    def list(self, all_states: bool = True) -> list:
+        """Containers of the nodes; with ``all_states``, stopped ones too."""
+        found = []
+        for host in self.hosts:
+            found += self.client.containers.list(
+                all=all_states,
+                filters={'label': '%s=%s' % (HOST_LABEL, host)})
+        return found
+
+    def by_workload(self) -> dict:
+        """Container by workload id (vHSM or instance id)."""
+        return {c.labels[ID_LABEL]: c for c in self.list()}
+
+    def remove_all(self) -> None:
+        import docker.errors
+
+        for container in self.list():
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass  # removed meanwhile by its (dying) compute daemon

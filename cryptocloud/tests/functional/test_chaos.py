@@ -56,7 +56,6 @@ DB_DOWN_SECONDS = HEARTBEAT_TIMEOUT + 2
 # A tenant call during an outage must answer within this (no hang).
 OUTAGE_CALL_TIMEOUT = 15.0
 UNFINISHED = ('PENDING', 'RUNNING')
-HOST_LABEL = 'io.cryptocloud.host'
 
 
 def b64(data: bytes) -> str:
@@ -94,7 +93,8 @@ class _ChaosScenarios:
             compute_groups=self.compute_groups(),
             heartbeat_timeout=HEARTBEAT_TIMEOUT)
         self.before_provisioning()
-        self.group_id, self.service, token = self._provision()
+        self.group_id, self.service, token = self.cp.provision(
+            timeout=240)
         endpoint = self.service['endpoint']
         self.url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
         self.tenant = requests.Session()
@@ -126,20 +126,6 @@ class _ChaosScenarios:
         return [('\n'.join(lines) + '\n').encode()]
 
     # -- the stack ---------------------------------------------------------
-
-    def _provision(self):
-        cp = self.cp
-        made = cp.ok('POST', '/v1/vhsm_groups', {'name': 'g', 'size': 2})
-        group_id = made['vhsm_group']['id']
-        task = cp.wait_task(made['task']['id'], timeout=240)
-        self.assertEqual('SUCCEEDED', task['state'], task)
-        made = cp.ok('POST', '/v1/services', {
-            'name': 'pay', 'vhsm_group_id': group_id, 'instances': 1,
-            'replicas': 0})
-        task = cp.wait_task(made['task']['id'], timeout=240)
-        self.assertEqual('SUCCEEDED', task['state'], task)
-        service = cp.ok('GET', '/v1/services/%s' % made['service']['id'])
-        return group_id, service, made['credential']['token']
 
     def _tenant(self, method: str, path: str, body=None,
                 timeout: float = 30.0) -> requests.Response:
@@ -407,25 +393,14 @@ class TestChaosDocker(_ChaosScenarios, testtools.TestCase):
 
     def prepare(self) -> None:
         self.env = docker_env.require(self)
-        self.docker = self.env.client()
-        self.addCleanup(self.docker.close)
         # Host names are container labels on the shared engine: unique.
         suffix = uuid.uuid4().hex[:6]
         self.computes = tuple(('%s-%s' % (host, suffix), roles)
                               for host, roles in self.computes)
-        # Runs after the control plane's cleanup (which stops the
-        # daemons, not their containers).
-        self.addCleanup(self._remove_containers)
+        self.env.node_containers(self, self.computes)
 
     def compute_groups(self) -> dict:
         return self.env.compute_groups()
 
     def before_provisioning(self) -> None:
         self.env.publish_images(self.cp.database_url)
-
-    def _remove_containers(self) -> None:
-        for host, _ in self.computes:
-            for container in self.docker.containers.list(
-                    all=True, filters={'label': '%s=%s' % (HOST_LABEL,
-                                                           host)}):
-                container.remove(force=True)

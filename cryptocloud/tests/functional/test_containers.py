@@ -20,8 +20,6 @@ from cryptocloud.tests.functional import docker_env
 from cryptocloud.tests.functional.test_dataplane import openssl_sm2_verify
 
 MESSAGE = b'claim 5: computed inside a vHSM container'
-HOST_LABEL = 'io.cryptocloud.host'
-ID_LABEL = 'io.cryptocloud.workload_id'
 
 
 def b64(data: bytes) -> str:
@@ -37,35 +35,16 @@ class TestContainers(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.env = docker_env.require(self)
-        self.docker = self.env.client()
-        self.addCleanup(self.docker.close)
         suffix = uuid.uuid4().hex[:6]
         self.hosts = (('dev1-' + suffix, 'device'),
                       ('dev2-' + suffix, 'device'),
                       ('svc1-' + suffix, 'service'),
                       ('svc2-' + suffix, 'service'))
-        # Runs after the control plane's own cleanup (which kills the
-        # daemons): remove every container the test's nodes made.
-        self.addCleanup(self._remove_containers)
+        self.containers = self.env.node_containers(self, self.hosts)
         self.cp = controlplane.start_control_plane(
             self, computes=self.hosts, compute_driver='docker',
             compute_groups=self.env.compute_groups())
         self.env.publish_images(self.cp.database_url)
-
-    def _containers(self, all_states: bool = True) -> list:
-        found = []
-        for host, _ in self.hosts:
-            found += self.docker.containers.list(
-                all=all_states, filters={'label': '%s=%s'
-                                         % (HOST_LABEL, host)})
-        return found
-
-    def _remove_containers(self) -> None:
-        for container in self._containers():
-            container.remove(force=True)
-
-    def _by_workload(self) -> dict:
-        return {c.labels[ID_LABEL]: c for c in self._containers()}
 
     def _tenant(self, endpoint: dict, token: str):
         import requests
@@ -112,14 +91,14 @@ class TestContainers(testtools.TestCase):
         nodes = {n['id']: n for n in cp.ok('GET', '/v1/nodes')['nodes']}
         self.assertEqual(2, len({v['node_id'] for v in vhsms}))
         self.assertEqual(2, len({i['node_id'] for i in instances}))
-        containers = self._by_workload()
+        containers = self.containers.by_workload()
         self.assertEqual({r['id'] for r in vhsms + instances},
                          set(containers))
         for row in vhsms + instances:
             container = containers[row['id']]
             self.assertEqual('running', container.status)
             self.assertEqual(nodes[row['node_id']]['hostname'],
-                             container.labels[HOST_LABEL])
+                             container.labels[docker_env.HOST_LABEL])
             self.assertEqual('10001:10001', container.attrs['Config']['User'])
             image = (self.env.vhsm_image if row in vhsms
                      else self.env.cryptoservice_image)
@@ -146,7 +125,7 @@ class TestContainers(testtools.TestCase):
 
         # kill -9 a compute daemon and start it again: it adopts its
         # containers; nothing is started twice.
-        before = {c.id for c in self._containers()}
+        before = {c.id for c in self.containers.list()}
         index, (host, roles) = next(
             (i, h) for i, h in enumerate(self.hosts) if h[1] == 'device')
         cp.processes['compute-' + host].kill()
@@ -154,13 +133,13 @@ class TestContainers(testtools.TestCase):
         time.sleep(4)  # a few heartbeats of the new daemon
         cp.wait_for('/v1/vhsms?group_id=%s' % group_id, lambda b: all(
             v['state'] == 'ACTIVE' for v in b['vhsms']))
-        self.assertEqual(before, {c.id for c in self._containers()})
+        self.assertEqual(before, {c.id for c in self.containers.list()})
         self._sign_and_verify(call, key_id, pem)
 
         # docker kill a vHSM container: detected, replaced, and the
         # service keeps answering throughout.
         victim = vhsms[0]['id']
-        self.docker.containers.get(containers[victim].id).kill()
+        containers[victim].kill()
         self._sign_and_verify(call, key_id, pem)
         cp.wait_for('/v1/vhsms?group_id=%s' % group_id, lambda b: (
             victim not in {v['id'] for v in b['vhsms']}
@@ -168,9 +147,9 @@ class TestContainers(testtools.TestCase):
             timeout=120)
         cp.wait_for('/v1/associations', lambda b: len(
             b['associations']) == 6, timeout=60)
-        self.assertNotIn(victim, self._by_workload())
+        self.assertNotIn(victim, self.containers.by_workload())
         self._sign_and_verify(call, key_id, pem)
-        self.assertEqual(5, len(self._containers()))
+        self.assertEqual(5, len(self.containers.list()))
 
         # Deleting leaves no container, port or row behind.
         ports = [i['port'] for i in cp.ok(
@@ -182,7 +161,7 @@ class TestContainers(testtools.TestCase):
         self.assertEqual('SUCCEEDED', cp.wait_task(task['id'])['state'])
         task = cp.ok('DELETE', '/v1/vhsm_groups/%s' % group_id)['task']
         self.assertEqual('SUCCEEDED', cp.wait_task(task['id'])['state'])
-        self.assertEqual([], self._containers())
+        self.assertEqual([], self.containers.list())
         self.assertEqual([], cp.ok('GET', '/v1/vhsms')['vhsms'])
         self.assertEqual([], cp.ok('GET', '/v1/instances')['instances'])
         self.assertEqual([], cp.ok('GET', '/v1/associations')[

@@ -45,38 +45,18 @@ class ControlPlaneScenarios:
         raise NotImplementedError
 
     def _provision(self, size=3, instances=2):
-        cp = self.cp
-        made = cp.ok('POST', '/v1/vhsm_groups',
-                     {'name': 'bank-hsm', 'size': size})
-        group_id = made['vhsm_group']['id']
-        self.assertEqual('SUCCEEDED',
-                         cp.wait_task(made['task']['id'])['state'])
-        made = cp.ok('POST', '/v1/services', {
-            'name': 'payments', 'vhsm_group_id': group_id,
-            'instances': instances, 'replicas': 0})
-        service = made['service']
-        token = made['credential']['token']
-        task = cp.wait_task(made['task']['id'])
-        self.assertEqual('SUCCEEDED', task['state'], task)
-        service = cp.ok('GET', '/v1/services/%s' % service['id'])
-        return group_id, service, token
+        return self.cp.provision(size, instances, group_name='bank-hsm',
+                                 name='payments')
 
     def _tenant_sign(self, endpoint: dict, token: str):
         import requests
-        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
-        hdrs = {'Authorization': 'Bearer ' + token}
-        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
-                            headers=hdrs, timeout=30)
-        self.assertEqual(201, key.status_code, key.text)
-        key_id = key.json()['key_id']
+        url, key_id, pem = controlplane.tenant_sm2_key(endpoint, token)
         sig = requests.post(url + '/v1/keys/%s/sign' % key_id,
-                            json={'message': b64(MESSAGE)}, headers=hdrs,
+                            json={'message': b64(MESSAGE)},
+                            headers={'Authorization': 'Bearer ' + token},
                             timeout=30)
         self.assertEqual(200, sig.status_code, sig.text)
-        pem = requests.get(url + '/v1/keys/%s/public-key' % key_id,
-                           headers=hdrs, timeout=30).json()
-        return pem['public_key_pem'], base64.b64decode(
-            sig.json()['signature'])
+        return pem, base64.b64decode(sig.json()['signature'])
 
     def test_provision_sign_resize_and_delete(self):
         cp = self.cp

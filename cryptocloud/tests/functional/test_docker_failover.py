@@ -26,9 +26,8 @@ from cryptocloud.tests.functional import test_failover
 from cryptocloud.tests.functional.test_failover import TenantLoad
 from cryptocloud.tests.functional.test_failover import haproxy_groups
 
-HOST_LABEL = 'io.cryptocloud.host'
-ID_LABEL = 'io.cryptocloud.workload_id'
-PREPARED_LABEL = 'io.cryptocloud.prepared'
+HOST_LABEL = docker_env.HOST_LABEL
+PREPARED_LABEL = docker_env.PREPARED_LABEL
 
 
 class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
@@ -43,14 +42,10 @@ class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.env = docker_env.require(self)
-        self.docker = self.env.client()
-        self.addCleanup(self.docker.close)
         suffix = uuid.uuid4().hex[:6]
         self.hosts = tuple(('%s%d-%s' % (role[:3], i, suffix), role)
                            for i, role in enumerate(self.roles, 1))
-        # Runs after the control plane's own cleanup (which kills the
-        # daemons): remove every container the test's nodes made.
-        self.addCleanup(self._remove_containers)
+        self.containers = self.env.node_containers(self, self.hosts)
         self.cp = controlplane.start_control_plane(
             self, computes=self.hosts, compute_driver='docker',
             compute_groups=self.env.compute_groups(),
@@ -59,24 +54,8 @@ class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
 
     # -- containers ---------------------------------------------------------
 
-    def _containers(self) -> list:
-        found = []
-        for host, _ in self.hosts:
-            found += self.docker.containers.list(
-                all=True, filters={'label': '%s=%s' % (HOST_LABEL, host)})
-        return found
-
-    def _remove_containers(self) -> None:
-        import docker.errors
-
-        for container in self._containers():
-            try:
-                container.remove(force=True)
-            except docker.errors.NotFound:
-                pass  # removed meanwhile by its (dying) compute daemon
-
     def _by_workload(self) -> dict:
-        return {c.labels[ID_LABEL]: c for c in self._containers()}
+        return self.containers.by_workload()
 
     def _wait_gone(self, workload_id: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -89,18 +68,8 @@ class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
     # -- the control plane --------------------------------------------------
 
     def _provision(self) -> tuple[dict, str]:
-        cp = self.cp
-        made = cp.ok('POST', '/v1/vhsm_groups', {'name': 'g', 'size': 2})
-        group_id = made['vhsm_group']['id']
-        task = cp.wait_task(made['task']['id'], timeout=240)
-        self.assertEqual('SUCCEEDED', task['state'], task)
-        made = cp.ok('POST', '/v1/services', {
-            'name': 'pay', 'vhsm_group_id': group_id, 'instances': 1,
-            'replicas': 1})
-        token = made['credential']['token']
-        task = cp.wait_task(made['task']['id'], timeout=240)
-        self.assertEqual('SUCCEEDED', task['state'], task)
-        return cp.ok('GET', '/v1/services/%s' % made['service']['id']), token
+        _, service, token = self.cp.provision(replicas=1, timeout=240)
+        return service, token
 
     def _primary_and_replica(self, service_id: str) -> tuple[dict, dict]:
         rows = self.cp.ok('GET', '/v1/instances?service_id=%s'
@@ -149,16 +118,8 @@ class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
         # verifies what the promoted container signed.
         self._assert_still_signs(tenant)
 
-        def settled(body):
-            rows = body['instances']
-            prim = [r for r in rows if r['role'] == 'primary']
-            repl = [r for r in rows if r['role'] == 'replica']
-            return (len(prim) == 1 and prim[0]['id'] == replica['id']
-                    and prim[0]['state'] == 'ACTIVE' and len(repl) == 1
-                    and repl[0]['state'] == 'STANDBY'
-                    and repl[0]['replica_of'] == replica['id'])
-        body = cp.wait_for('/v1/instances?service_id=%s' % service['id'],
-                           settled, timeout=90)
+        body = self._wait_taken_over(service['id'], replica['id'],
+                                     timeout=90)
         [new_replica] = [r for r in body['instances']
                          if r['role'] == 'replica']
         self.assertEqual(service['endpoint'], cp.ok(
@@ -209,7 +170,7 @@ class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
              if a['instance_id'] == i} == wanted
             for i in (replica['id'], new_replica['id'])), timeout=60)
         self._wait_gone(victim)
-        self.assertEqual(4, len(self._containers()))
+        self.assertEqual(4, len(self.containers.list()))
 
         # Again: the standby made after the first failover, prepared
         # again with the new vHSM list, takes over in its turn.
@@ -224,10 +185,7 @@ class TestDockerFailover(test_failover.FailoverChecks, testtools.TestCase):
         self._report('second_recovery_seconds', '%.2f' % took)
         self.assertLess(took, 15.0)
         self._assert_still_signs(tenant)
-        cp.wait_for('/v1/instances?service_id=%s&role=primary'
-                    % service['id'], lambda b: [
-                        (r['id'], r['state']) for r in b['instances']]
-                    == [(new_replica['id'], 'ACTIVE')], timeout=60)
+        self._wait_primary(service['id'], new_replica['id'])
         tasks = cp.ok('GET', '/v1/tasks?action=failover_service')['tasks']
         self.assertEqual(2, len(tasks), tasks)
         self._wait_gone(replica['id'])
@@ -254,10 +212,7 @@ class TestDockerFailoverBehindHAProxy(TestDockerFailover):
         load = self._key_and_load(service, token).load
 
         cp.processes['compute-' + primary_host].kill()
-        cp.wait_for(
-            '/v1/instances?service_id=%s&role=primary' % service['id'],
-            lambda b: [(r['id'], r['state']) for r in b['instances']]
-            == [(replica['id'], 'ACTIVE')], timeout=90)
+        self._wait_primary(service['id'], replica['id'], timeout=90)
         time.sleep(1)
         load.stop()
         self.assertTrue(load.outcomes and load.outcomes[-1][1],

@@ -133,19 +133,13 @@ class FailoverChecks:
     def _key_and_load(self, service: dict, token: str) -> Tenant:
         """An SM2 key made through the service's endpoint, and a tenant
         load signing with it (started; stopped at cleanup)."""
-        endpoint = service['endpoint']
-        url = 'http://%s:%d' % (endpoint['host'], endpoint['port'])
-        hdrs = {'Authorization': 'Bearer ' + token}
-        key = requests.post(url + '/v1/keys', json={'algorithm': 'SM2'},
-                            headers=hdrs, timeout=30)
-        self.assertEqual(201, key.status_code, key.text)
-        key_id = key.json()['key_id']
-        pem = requests.get(url + '/v1/keys/%s/public-key' % key_id,
-                           headers=hdrs, timeout=30).json()['public_key_pem']
+        url, key_id, pem = controlplane.tenant_sm2_key(service['endpoint'],
+                                                      token)
         load = TenantLoad(url, token, key_id)
         load.start()
         self.addCleanup(load.stop)
-        return Tenant(url, hdrs, key_id, pem, load)
+        return Tenant(url, {'Authorization': 'Bearer ' + token}, key_id,
+                      pem, load)
 
     def _assert_still_signs(self, tenant: Tenant) -> None:
         """The key made before the failure is there and signs."""
@@ -155,6 +149,31 @@ class FailoverChecks:
         self.assertEqual(200, sig.status_code, sig.text)
         self.assertTrue(openssl_sm2_verify(
             tenant.pem, MESSAGE, base64.b64decode(sig.json()['signature'])))
+
+    def _wait_primary(self, service_id: str, instance_id: str,
+                      timeout: float = 60.0) -> dict:
+        """Until ``instance_id`` is the service's one primary, ACTIVE."""
+        return self.cp.wait_for(
+            '/v1/instances?service_id=%s&role=primary' % service_id,
+            lambda b: [(r['id'], r['state']) for r in b['instances']]
+            == [(instance_id, 'ACTIVE')], timeout=timeout)
+
+    def _wait_taken_over(self, service_id: str, promoted_id: str,
+                         standby_state: str = 'STANDBY',
+                         timeout: float = 60.0) -> dict:
+        """Until ``promoted_id`` is the ACTIVE primary and one new
+        replica of it stands by (``standby_state``: STANDBY when cold,
+        ACTIVE when hot); the service's instances then."""
+        def settled(body):
+            rows = body['instances']
+            prim = [r for r in rows if r['role'] == 'primary']
+            repl = [r for r in rows if r['role'] == 'replica']
+            return (len(prim) == 1 and prim[0]['id'] == promoted_id
+                    and prim[0]['state'] == 'ACTIVE' and len(repl) == 1
+                    and repl[0]['state'] == standby_state
+                    and repl[0]['replica_of'] == promoted_id)
+        return self.cp.wait_for('/v1/instances?service_id=%s' % service_id,
+                                settled, timeout=timeout)
 
     def _failover_record(self, failed: dict, promoted: dict) -> dict:
         """The one failover task's record, checked to name both rows."""
@@ -184,18 +203,7 @@ class FailoverTestBase(FailoverChecks, testtools.TestCase):
             conductor_groups=self.conductor_groups())
 
     def _provision(self, **extra):
-        cp = self.cp
-        made = cp.ok('POST', '/v1/vhsm_groups', {'name': 'g', 'size': 2})
-        group_id = made['vhsm_group']['id']
-        self.assertEqual('SUCCEEDED',
-                         cp.wait_task(made['task']['id'])['state'])
-        made = cp.ok('POST', '/v1/services', {
-            'name': 'pay', 'vhsm_group_id': group_id, 'instances': 1,
-            'replicas': 1, **extra})
-        token = made['credential']['token']
-        task = cp.wait_task(made['task']['id'])
-        self.assertEqual('SUCCEEDED', task['state'], task)
-        service = cp.ok('GET', '/v1/services/%s' % made['service']['id'])
+        _, service, token = self.cp.provision(replicas=1, **extra)
         return service, token
 
     def _instances(self, service_id: str) -> dict:
@@ -238,15 +246,7 @@ class TestFailover(FailoverTestBase):
         self._assert_still_signs(tenant)
 
         # The replica is the primary now; a new replica stands by.
-        def settled(body):
-            rows = body['instances']
-            prim = [r for r in rows if r['role'] == 'primary']
-            repl = [r for r in rows if r['role'] == 'replica']
-            return (len(prim) == 1 and prim[0]['id'] == replica['id']
-                    and prim[0]['state'] == 'ACTIVE' and len(repl) == 1
-                    and repl[0]['state'] == 'STANDBY')
-        cp.wait_for('/v1/instances?service_id=%s' % service['id'], settled,
-                    timeout=60)
+        self._wait_taken_over(service['id'], replica['id'])
         shown = cp.ok('GET', '/v1/services/%s' % service['id'])
         self.assertEqual(service['endpoint'], shown['endpoint'])
         self._failover_record(primary, replica)
@@ -276,11 +276,7 @@ class TestFailoverBehindHAProxy(TestFailover):
         load = self._key_and_load(service, token).load
 
         cp.processes['compute-' + primary_host].kill()
-        promoted = cp.wait_for(
-            '/v1/instances?service_id=%s&role=primary' % service['id'],
-            lambda b: [r['id'] for r in b['instances']] == [replica['id']]
-            and b['instances'][0]['state'] == 'ACTIVE', timeout=90)
-        self.assertTrue(promoted)
+        self._wait_primary(service['id'], replica['id'], timeout=90)
         time.sleep(1)
         load.stop()
         ok = [good for _, good in load.outcomes]
@@ -339,17 +335,8 @@ class TestHotStandby(FailoverTestBase):
         took = load.wait_recovered(killed_at)
         failed = sum(1 for when, ok in list(load.outcomes)
                      if when >= killed_at and not ok)
-
-        def settled(body):
-            rows = body['instances']
-            prim = [r for r in rows if r['role'] == 'primary']
-            repl = [r for r in rows if r['role'] == 'replica']
-            return (len(prim) == 1 and prim[0]['id'] == replica['id']
-                    and prim[0]['state'] == 'ACTIVE' and len(repl) == 1
-                    and repl[0]['state'] == 'ACTIVE'
-                    and repl[0]['replica_of'] == replica['id'])
-        body = cp.wait_for('/v1/instances?service_id=%s' % service['id'],
-                           settled, timeout=60)
+        body = self._wait_taken_over(service['id'], replica['id'],
+                                     standby_state='ACTIVE')
         load.stop()
         record = self._failover_record(primary, replica)
         figures = ('tenant recovery %.2f s (%d failed calls); promotion '
@@ -377,9 +364,7 @@ class TestHungInstance(FailoverTestBase):
     """A primary that hangs without exiting (SIGSTOP) is failed by its
     node's health probes and replaced by its replica on the same port."""
 
-
     def test_hung_primary_is_replaced(self):
-        cp = self.cp
         service, token = self._provision()
         rows = self._instances(service['id'])
         [primary], [replica] = rows['primary'], rows['replica']
@@ -394,10 +379,7 @@ class TestHungInstance(FailoverTestBase):
         tenant.load.stop()
         # Heartbeats every second, three failed probes of up to a second.
         self.assertLess(took, 20.0)
-        cp.wait_for('/v1/instances?service_id=%s&role=primary'
-                    % service['id'], lambda b: [
-                        r['id'] for r in b['instances']] == [replica['id']]
-                    and b['instances'][0]['state'] == 'ACTIVE', timeout=60)
+        self._wait_primary(service['id'], replica['id'])
         record = self._failover_record(primary, replica)
         self.assertIn('health probes', record['signal'])
         # The hung process is gone, not left holding memory or the port.
