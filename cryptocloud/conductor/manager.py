@@ -41,9 +41,11 @@ class ConductorManager:
     RPC_API_VERSION = RPC_API_VERSION
     target = messaging.Target(version=RPC_API_VERSION)
 
-    def __init__(self, db, runner) -> None:
+    def __init__(self, db, runner, hearing=None) -> None:
         self._db = db
         self._runner = runner
+        # nodes.Hearing: told of every heartbeat recorded.
+        self._hearing = hearing
 
     def do_task(self, context, task_id: str) -> None:
         """Claim and start the task if a worker is free (else it waits)."""
@@ -70,6 +72,8 @@ class ConductorManager:
         (``orphans``); the node removes those it is told twice running.
         """
         orphans = nodes.heartbeat(self._db, host, workloads, load)
+        if self._hearing is not None:
+            self._hearing.arrived()
         if self._runner is not None and any(
                 w.get('kind') == 'cryptoservice'
                 and workloads_wf.event_for(w) == 'fail'

@@ -37,14 +37,36 @@ class Hearing:
     the conductor starts: heartbeats sent while no conductor ran were
     lost).  Until then no node is marked DOWN, and the scheduler goes by
     the nodes' states rather than the age of their last heartbeats.
+
+    A heartbeat that arrives and is recorded proves both paths work: while
+    one came within :attr:`window` (a third of the timeout) the periodic
+    pass needs no round trip of its own through the bus.  That bound
+    keeps a node from being called silent for a gap that began with an
+    outage: its silence must have begun at least two thirds of the
+    timeout before the bus last carried somebody's heartbeat, which
+    with heartbeats more frequent than that is silence of its own.
     """
 
     def __init__(self, heartbeat_timeout: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.heartbeat_timeout = heartbeat_timeout
+        self.window = heartbeat_timeout / 3
         self._clock = clock
         self._since: float | None = None
+        self._arrived: float | None = None
         self._lock = threading.Lock()
+
+    def arrived(self) -> None:
+        """A node's heartbeat came over the bus and was recorded."""
+        with self._lock:
+            self._arrived = self._clock()
+        self.heard()
+
+    def arrived_recently(self) -> bool:
+        """Whether a heartbeat arrived within :attr:`window`."""
+        with self._lock:
+            return (self._arrived is not None
+                    and self._clock() - self._arrived < self.window)
 
     def heard(self) -> None:
         """Heartbeats can arrive now (the bus and the database answer)."""

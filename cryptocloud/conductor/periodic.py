@@ -10,9 +10,11 @@ The pressure balancer (``balancer.py``) runs on its own thread every
 never delays a scale-out.
 
 A node is called silent only when the conductor could have heard it
-(``nodes.Hearing``).  Before each liveness pass the conductor checks its
-own round trip through the bus (``bus_check``), and a pass that finds
-the control database unreachable notes it; after such an outage, and
+(``nodes.Hearing``).  Heartbeats arriving show that it can; when none
+came lately, the liveness pass checks the conductor's own round trip
+through the bus (``bus_check``).  A failed round trip, or a pass that
+finds the control database unreachable, makes it deaf; after such an
+outage, and
 after the conductor starts, the nodes get a whole ``heartbeat_timeout``
 of working bus and database to be heard again before any is marked
 DOWN.  Otherwise a broker restart longer than the timeout would fail
@@ -126,7 +128,8 @@ class PeriodicTasks:
     def check_hearing(self) -> bool:
         """Whether heartbeats could reach this conductor for a whole
         ``heartbeat_timeout``, so that a silent node is really silent."""
-        if self._bus_check is not None:
+        if (self._bus_check is not None
+                and not self.hearing.arrived_recently()):
             try:
                 self._bus_check()
             except Exception as exc:  # noqa: BLE001 - any failure is deaf

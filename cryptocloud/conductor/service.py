@@ -24,16 +24,6 @@ from cryptocloud.db import api as db_api
 LOG = logging.getLogger(__name__)
 
 
-def in_process_bus(conf) -> bool:
-    """Whether the bus is the in-process ``fake://`` one (the all-in-one).
-
-    It has no broker that could go away, and it polls (about 20 calls/s):
-    a self-ping over it only measures the polling, and one that timed out
-    under load would hold back recovery and reconciliation for nothing.
-    """
-    return (conf.transport_url or '').startswith('fake:')
-
-
 class ConductorService:
     """One conductor over a control database connection."""
 
@@ -56,7 +46,7 @@ class ConductorService:
             heartbeat_timeout=opts.heartbeat_timeout,
             balancer=balancer_mod.Balancer(db, scheduler, owner=self.host),
             balancer_interval=opts.balancer_interval,
-            bus_check=None if in_process_bus(conf) else self.ping_self,
+            bus_check=self.ping_self,
             hearing=hearing)
         # Bounded well under the heartbeat timeout: the liveness pass
         # waits for the answer.
@@ -65,7 +55,7 @@ class ConductorService:
         self._self_api = conductor_rpcapi.ConductorAPI()
         self.server = rpc.get_server(
             rpc.CONDUCTOR_TOPIC, self.host, manager_mod.RPC_API_VERSION,
-            [manager_mod.ConductorManager(db, self.runner)])
+            [manager_mod.ConductorManager(db, self.runner, hearing)])
         self.proxy = (proxy_mod.ProxySync(db, conf)
                       if proxy_mod.enabled(conf) else None)
 

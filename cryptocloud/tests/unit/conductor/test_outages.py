@@ -13,12 +13,10 @@ from cryptocloud.common import threading_backend  # noqa: F401
 # isort: split
 
 import datetime
-import types
 from unittest import mock
 
 import fixtures
 import oslo_messaging as messaging
-import testtools
 from oslo_db import exception as db_exc
 
 from cryptocloud.common import exception
@@ -141,6 +139,36 @@ class TestLivenessAfterOutages(base.ConductorTestCase):
         self.passes.run_once()
         self.assertEqual(['recover_tasks', 'reconcile'], ran)
 
+    def test_heartbeats_arriving_spare_the_round_trip(self):
+        hearing = self.passes.hearing
+        hearing.arrived()
+        self.passes.check_nodes()
+        self.assertEqual(0, self.bus.call_count)
+        # Quiet for a third of the timeout: the pass asks the bus.
+        self.clock.advance(TIMEOUT / 3)
+        self.passes.check_nodes()
+        self.assertEqual(1, self.bus.call_count)
+
+    def test_a_failed_round_trip_counts_only_after_heartbeats_stop(self):
+        self.bus.side_effect = messaging.MessagingTimeout('no reply')
+        self.passes.hearing.arrived()
+        self.clock.advance(TIMEOUT / 3 - 1)
+        self.assertEqual([], self.passes.check_nodes())
+        self.assertTrue(self.passes.hearing.now())
+        self.clock.advance(1)
+        self.assertEqual([], self.passes.check_nodes())
+        self.assertFalse(self.passes.hearing.now())
+        # The next heartbeat shows the bus carries them again, but the
+        # silent node still gets a whole timeout to be heard.
+        self.passes.hearing.arrived()
+        self.assertTrue(self.passes.hearing.now())
+        self.clock.advance(TIMEOUT - 1)
+        self.passes.hearing.arrived()
+        self.assertEqual([], self.passes.check_nodes())
+        self.clock.advance(1)
+        self.assertEqual(1, len(self.passes.check_nodes()))
+        self.assertEqual(1, self.bus.call_count)
+
     def test_without_a_bus_check(self):
         # The all-in-one's embedded conductor, for instance.
         passes = periodic.PeriodicTasks(
@@ -228,19 +256,23 @@ class TestManagerWithoutDatabase(base.ConductorTestCase):
         self._unavailable(self.mgr.register_node, 'n2', '127.0.0.1',
                           ['device'], 1, 0)
 
+    def test_a_recorded_heartbeat_is_heard(self):
+        hearing = nodes.Hearing(TIMEOUT)
+        mgr = manager.ConductorManager(self.db, runner=None,
+                                       hearing=hearing)
+        mgr.heartbeat({}, 'n1', [], {})
+        self.assertTrue(hearing.arrived_recently())
+        self.assertTrue(hearing.now())
+
+    def test_an_unrecorded_heartbeat_is_not(self):
+        hearing = nodes.Hearing(TIMEOUT)
+        mgr = manager.ConductorManager(self.db, runner=None,
+                                       hearing=hearing)
+        self._database_down('heartbeat_node')
+        self._unavailable(mgr.heartbeat, 'n1', [], {})
+        self.assertFalse(hearing.arrived_recently())
+        self.assertFalse(hearing.now())
+
     def test_other_errors_are_unchanged(self):
         self.assertRaises(exception.NotFound, self.mgr.heartbeat, {}, 'nx',
                           [], {})
-
-
-class InProcessBusTest(testtools.TestCase):
-    """The all-in-one's fake:// bus has no broker to lose: no self-ping."""
-
-    def test_only_a_broker_is_pinged(self):
-        from cryptocloud.conductor import service
-
-        for url, expected in (('fake://', True),
-                              ('rabbit://guest:guest@127.0.0.1:5672/', False),
-                              (None, False)):
-            conf = types.SimpleNamespace(transport_url=url)
-            self.assertEqual(expected, service.in_process_bus(conf), url)
