@@ -10,12 +10,15 @@ A :class:`PortBlock` takes whole units of :data:`UNIT` ports below the
 kernel's ephemeral range (so that no outgoing connection or
 ``free_port()`` lands in it), holds an ``flock`` on a file per unit until
 the test ends (the kernel drops it if the process dies), and takes a unit
-only if nothing listens on any of its ports.
+only if nothing listens on any of its ports.  The search starts at a
+random unit, so the next test seldom gets the ports the last one left
+connections in TIME_WAIT on.
 """
 
 import errno
 import fcntl
 import os
+import random
 import socket
 import tempfile
 
@@ -64,7 +67,9 @@ class PortBlock(fixtures.Fixture):
         units = -(-self.size // UNIT)
         limit = ephemeral_start()
         os.makedirs(LOCK_DIR, exist_ok=True)
-        for start in range(FIRST, limit - units * UNIT + 1, UNIT):
+        starts = list(range(FIRST, limit - units * UNIT + 1, UNIT))
+        first = random.randrange(len(starts)) if starts else 0
+        for start in starts[first:] + starts[:first]:
             held = self._lock(start, units)
             if held is None:
                 continue

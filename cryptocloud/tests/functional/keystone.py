@@ -123,7 +123,8 @@ class Keystone(fixtures.Fixture):
             'bootstrap', '--bootstrap-username', 'admin',
             '--bootstrap-project-name', 'admin',
             '--bootstrap-role-name', 'admin',
-            '--bootstrap-password', admin_password,
+            # One argument: a password may begin with '-'.
+            '--bootstrap-password=' + admin_password,
             '--bootstrap-region-id', 'RegionOne',
             '--bootstrap-admin-url', endpoint,
             '--bootstrap-internal-url', endpoint,

@@ -38,8 +38,9 @@ class PortAllocationTest(base.ComputeTestCase):
         mgr = self.new_manager()
         busy = socket.socket()
         self.addCleanup(busy.close)
-        # The range is random: another process may hold a port of it
-        # (a client's ephemeral port), which allocation skips too.
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # The block is this test's, but a port of it may still be taken
+        # (a server of another program), which allocation skips too.
         for start in range(*self.port_range):
             try:
                 busy.bind(('127.0.0.1', start))
@@ -401,6 +402,9 @@ class ReplicaTest(base.ComputeTestCase):
         # Its port never comes free.
         holder = socket.socket()
         self.addCleanup(holder.close)
+        # As the workloads bind: an earlier test's connections may sit
+        # in TIME_WAIT on the port.
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(('127.0.0.1', replica['port']))
         holder.listen()
         exc = self.assertRaises(exception.WorkloadStartFailed,
